@@ -1,0 +1,120 @@
+"""Throughput of the SimCLR train step: images/s, step time, compile time, MFU.
+
+    python benchmarks/train_throughput.py [--model resnet18] [--batch 256] [--dtype float32]
+
+The step is the real one (`ssl_jax.train.compile_train_step`): two augmented views made on
+device from uint8 32×32×3 images, encoder + projection head, NT-Xent over the global batch,
+gradients and the optimizer update, data-parallel over every device present. Images/s counts
+source images (each gives two views). Inputs are random uint8 arrays: the pipeline cost is in
+the augmentations, which run on device and are included. MFU = model FLOPs per second (XLA's
+cost analysis of the compiled step) / the device's peak for the compute dtype, printed when the
+device's peak is known.
+"""
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ssl_jax import augment, train
+from ssl_jax.config import base_config
+from ssl_jax.data.pipeline import device_batch
+
+# Dense peak FLOP/s per device by (device kind substring, dtype).
+PEAK_FLOPS = {
+    ("H100", "bfloat16"): 989e12,
+    ("H100", "float32"): 67e12,
+    ("H200", "bfloat16"): 989e12,
+    ("H200", "float32"): 67e12,
+    ("A100", "bfloat16"): 312e12,
+    ("A100", "float32"): 19.5e12,
+    ("TPU v4", "bfloat16"): 275e12,
+    ("TPU v5", "bfloat16"): 459e12,
+}
+
+MODELS = {
+    "resnet18": dict(name="resnet18", stem="cifar"),
+    "resnet50": dict(name="resnet50", stem="cifar"),
+    "vit_s": dict(name="vit_small", patch_size=4),
+}
+
+
+def benchmark_config(model: str, batch: int, dtype: str) -> ml_collections.ConfigDict:
+    c = base_config()
+    c.batch_size = batch
+    c.num_steps = 1000
+    c.compute_dtype = dtype
+    c.model = ml_collections.ConfigDict(MODELS[model])
+    c.objective = ml_collections.ConfigDict(
+        dict(name="simclr", temperature=0.2, projector=dict(hidden_dims=(2048,), output_dim=128))
+    )
+    c.aug = augment.default_config()  # the full SimCLR pipeline, at 32×32
+    c.optim.name = "lars"
+    c.optim.lr = 0.3
+    c.optim.lr_scaling = "linear"
+    c.optim.weight_decay = 1e-6
+    return c
+
+
+def peak_flops(dtype: str) -> float | None:
+    kind = jax.devices()[0].device_kind
+    return next((v for (k, d), v in PEAK_FLOPS.items() if k in kind and d == dtype), None)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps after warm-up")
+    args = parser.parse_args()
+
+    config = benchmark_config(args.model, args.batch, args.dtype)
+    mesh = train.make_mesh(0)
+    train.check_batch_size(args.batch, mesh)
+    image_shape = (32, 32, 3)
+    objective, optimizers, schedules = train.build_objective(config, image_shape)
+    init = functools.partial(train.init_state, objective, optimizers, seed=0)
+    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(
+        jnp.zeros((2, *image_shape), jnp.float32)
+    )
+    images = np.random.default_rng(0).integers(0, 256, (args.batch, *image_shape), np.uint8)
+    batch = device_batch({"images": images}, NamedSharding(mesh, P("data")))
+    step_fn = train.compile_train_step(objective, optimizers, schedules, mesh)
+
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, batch).compile()
+    compile_sec = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops_per_step = float(cost.get("flops", 0.0)) if cost else 0.0
+
+    state, metrics = compiled(state, batch)  # warm-up
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    step_sec = (time.perf_counter() - start) / args.steps
+
+    device = f"{mesh.size}× {jax.devices()[0].device_kind}"
+    print(f"device: {device}; model {args.model}, batch {args.batch} × 2 views, {args.dtype}")
+    print(f"compile: {compile_sec:.1f} s")
+    print(f"step: {step_sec * 1000:.1f} ms; throughput: {args.batch / step_sec:.1f} images/s")
+    peak = peak_flops(args.dtype)
+    if flops_per_step:
+        achieved = flops_per_step / step_sec
+        line = f"model FLOPs: {flops_per_step / 1e9:.1f} GFLOP/step, {achieved / 1e12:.3f} TFLOP/s"
+        if peak:
+            line += f"; MFU {achieved / (peak * mesh.size):.1%} of {peak / 1e12:.0f} TFLOP/s peak"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

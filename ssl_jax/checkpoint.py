@@ -1,0 +1,61 @@
+"""Checkpoints of the whole train state with orbax: atomic, asynchronous, the K latest kept.
+
+Orbax writes each step into a temporary directory and renames it when complete, so a run
+killed during a save leaves the previous checkpoint as the latest usable one; leftover
+temporary directories are removed when the manager next opens the directory.
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from ssl_jax.errors import UserError
+
+
+class Checkpoints:
+    """The ``checkpoints/`` directory of a run."""
+
+    def __init__(self, directory: str, keep: int):
+        self.directory = os.path.abspath(directory)
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=keep, cleanup_tmp_directories=True, create=True
+                ),
+            )
+        except OSError as err:
+            raise UserError(f"cannot use checkpoint directory {self.directory}: {err}.") from None
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state) -> None:
+        """Starts an asynchronous save of ``state`` at ``step``; returns before it is written."""
+        try:
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        except OSError as err:
+            raise UserError(
+                f"cannot write checkpoint {step} in {self.directory}: {err}; "
+                "free disk space or choose a writable --workdir (earlier checkpoints are intact)."
+            ) from None
+
+    def restore(self, step: int, like):
+        """Restores ``step`` with the structure, dtypes and shardings of the pytree ``like``."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def restore_raw(self, step: int):
+        """Restores ``step`` as nested dicts of arrays, without knowing the state's structure."""
+        return self._manager.restore(step, args=ocp.args.StandardRestore())
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()

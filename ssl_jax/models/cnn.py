@@ -1,0 +1,79 @@
+"""Small encoders for small images: an MLP and a three-stage CNN for 28×28 digits."""
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from ssl_jax.errors import UserError
+
+
+def _output(features, layers, return_layers):
+    return (features, layers) if return_layers else features
+
+
+class MLPEncoder(nn.Module):
+    """Flattens the image and applies Dense → BatchNorm → ReLU blocks.
+
+    Layers: ``"hidden1"`` … ``"hiddenK"``; the features are the last hidden layer.
+    """
+
+    hidden_dims: Sequence[int] = (512, 512)
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool, return_layers: bool = False):
+        layers = {}
+        h = x.reshape(x.shape[0], -1).astype(self.dtype)
+        for i, width in enumerate(self.hidden_dims, start=1):
+            h = nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(h)
+            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
+            h = nn.relu(h)
+            layers[f"hidden{i}"] = h
+        return _output(h, layers, return_layers)
+
+    def check_input_shape(self, image_shape):
+        if len(image_shape) != 3:
+            raise UserError(f"mlp expects images (H, W, C), got shape {tuple(image_shape)}.")
+
+
+class SmallCNN(nn.Module):
+    """A CNN for 28×28 (or any ≥ 8×8) images: three stages of conv-BN-ReLU ×2 and 2×2 max-pool.
+
+    28×28 → 14×14 → 7×7 → 4×4 with the default widths (32, 64, 128). ``pool="flatten"`` keeps
+    the spatial layout of the last map as the feature vector (4·4·128 = 2048 for 28×28); on
+    digits it gives clearly better kNN and linear probes than global average pooling
+    (``pool="avg"``), which discards where a stroke is.
+
+    Layers: ``"stage1"``, ``"stage2"``, ``"stage3"`` (maps after pooling) and ``"features"``.
+    """
+
+    widths: Sequence[int] = (32, 64, 128)
+    convs_per_stage: int = 2
+    pool: str = "flatten"
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool, return_layers: bool = False):
+        layers = {}
+        h = x.astype(self.dtype)
+        for stage, width in enumerate(self.widths, start=1):
+            for _ in range(self.convs_per_stage):
+                h = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype)(h)
+                h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
+                h = nn.relu(h)
+            h = nn.max_pool(h, (2, 2), strides=(2, 2), padding="SAME")
+            layers[f"stage{stage}"] = h
+        features = h.reshape(h.shape[0], -1) if self.pool == "flatten" else h.mean(axis=(1, 2))
+        layers["features"] = features
+        return _output(features, layers, return_layers)
+
+    def check_input_shape(self, image_shape):
+        if self.pool not in ("flatten", "avg"):
+            raise UserError(f"small_cnn pool must be 'flatten' or 'avg', got {self.pool!r}.")
+        if len(image_shape) != 3 or min(image_shape[:2]) < 2 ** len(self.widths):
+            raise UserError(
+                f"small_cnn with {len(self.widths)} stages needs images of at least "
+                f"{2 ** len(self.widths)}×{2 ** len(self.widths)}×C, got {tuple(image_shape)}; "
+                "use fewer widths (e.g. --config.model.widths='(32, 64)') or larger images."
+            )

@@ -1,0 +1,90 @@
+"""SimCLR: contrastive learning of two augmented views with the NT-Xent loss.
+
+Notes 001 §3.4 (multi-view learning; §3.4.2 InfoNCE, §3.4.4 temperature and projection
+heads), 002 (SimCLR). Chen et al., "A Simple Framework for Contrastive Learning of Visual
+Representations", 2020.
+
+Modules: ``encoder`` (evaluated; its features h) and ``projector`` (MLP head g, z = g(h)).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax import augment
+from ssl_jax.models import ProjectionHead, build_encoder
+from ssl_jax.objectives import register_objective
+from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
+
+
+def l2_normalize(x, axis=-1, eps=1e-12):
+    """x / max(||x||, eps) along ``axis``."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps * eps))
+
+
+def nt_xent_loss(z1, z2, temperature):
+    """Normalised-temperature cross-entropy over 2B views (SimCLR's NT-Xent).
+
+    With u = z/||z|| for the 2B views and s_ij = u_iᵀu_j / τ, the loss of view i whose positive
+    is view p(i) (the other view of the same image) is
+
+        ℓ_i = −log [ exp(s_{i,p(i)}) / Σ_{j≠i} exp(s_ij) ],      L = (1/2B) Σ_i ℓ_i,
+
+    InfoNCE (notes 001 §3.4.2) with the other 2B − 2 views as negatives M. The batch must be
+    the **global** batch: under the trainer's global-view jit it is, and the similarity matrix
+    is computed across all devices. Reductions run in float32 whatever the compute dtype.
+
+    Args:
+      z1, z2: [B, D] projections of the first and second view of the same B images.
+      temperature: τ > 0.
+
+    Returns:
+      (loss, top-1 accuracy of picking the positive among the 2B − 1 candidates).
+    """
+    z = l2_normalize(jnp.concatenate([z1, z2]).astype(jnp.float32))
+    n = z.shape[0]
+    logits = (z @ z.T) / temperature
+    logits = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits)  # a view is not its own pair
+    positives = jnp.roll(jnp.arange(n), n // 2)  # view i ↔ view i ± B
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, positives).mean()
+    accuracy = (jnp.argmax(logits, axis=-1) == positives).mean()
+    return loss, accuracy
+
+
+@register_objective("simclr")
+def make(config, image_shape) -> Objective:
+    cfg = config.objective
+    dtype = jnp.dtype(config.compute_dtype)
+    encoder = build_encoder(config.model, image_shape, dtype=dtype)
+    projector = ProjectionHead(
+        hidden_dims=tuple(cfg.projector.hidden_dims),
+        output_dim=cfg.projector.output_dim,
+        dtype=dtype,
+    )
+    aug_config = config.aug
+
+    def init(key, images):
+        enc_key, proj_key = jax.random.split(key)
+        enc_params, enc_stats = init_module(encoder, enc_key, images)
+        features = encoder.apply(
+            {"params": enc_params, "batch_stats": enc_stats}, images, train=False
+        )
+        proj_params, proj_stats = init_module(projector, proj_key, features)
+        params = {"encoder": enc_params, "projector": proj_params}
+        batch_stats = {"encoder": enc_stats, "projector": proj_stats}
+        return params, batch_stats, {}
+
+    def loss(params, batch_stats, objective_state, batch, key, *, group):
+        del objective_state, group
+        view1, view2 = augment.make_views(batch["images"], key, aug_config)
+        # Both views go through one forward pass, so batch norm normalises over all 2B views.
+        h, enc_stats = apply_module(
+            encoder, params, batch_stats, "encoder", jnp.concatenate([view1, view2]), train=True
+        )
+        z, proj_stats = apply_module(projector, params, batch_stats, "projector", h, train=True)
+        z1, z2 = jnp.split(z, 2)
+        value, accuracy = nt_xent_loss(z1, z2, cfg.temperature)
+        new_stats = {"encoder": enc_stats, "projector": proj_stats}
+        return value, LossOutput(new_stats, {"loss": value, "contrastive_acc": accuracy})
+
+    return Objective(name="simclr", init=init, loss=loss)

@@ -1,0 +1,159 @@
+"""Small objectives that exercise the shapes of the objective interface in tests.
+
+- ``toy_ema_queue``: a MoCo-shaped objective, an EMA target encoder and a FIFO queue of keys.
+- ``toy_alternating``: a GAN-shaped objective, two parameter groups with their own optimizers.
+- ``toy_nan_after``: reconstructs, then returns a NaN loss from a given step on.
+- ``toy_slow``: SimCLR with a pause in every step, so a test can kill a run part-way.
+"""
+
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax.models import ProjectionHead, build_encoder
+from ssl_jax.objectives import register_objective, simclr
+from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
+from ssl_jax.objectives.simclr import l2_normalize
+from ssl_jax.objectives.targets import ema_update, fifo_enqueue
+
+
+@register_objective("toy_ema_queue")
+def make_ema_queue(config, image_shape):
+    cfg = config.objective
+    encoder = build_encoder(config.model, image_shape)
+    projector = ProjectionHead(hidden_dims=(16,), output_dim=cfg.dim)
+
+    def init(key, images):
+        k1, k2 = jax.random.split(key)
+        enc_params, enc_stats = init_module(encoder, k1, images)
+        h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
+        proj_params, proj_stats = init_module(projector, k2, h)
+        params = {"encoder": enc_params, "projector": proj_params}
+        stats = {"encoder": enc_stats, "projector": proj_stats}
+        state = {
+            "target_params": params,
+            "target_batch_stats": stats,
+            "queue": l2_normalize(jax.random.normal(k2, (cfg.queue_size, cfg.dim))),
+        }
+        return params, stats, state
+
+    def embed(params, stats, images, train):
+        h, enc_stats = apply_module(encoder, params, stats, "encoder", images, train=train)
+        z, proj_stats = apply_module(projector, params, stats, "projector", h, train=train)
+        return l2_normalize(z), {"encoder": enc_stats, "projector": proj_stats}
+
+    def loss(params, batch_stats, state, batch, key, *, group):
+        images = batch["images"]
+        noisy = images + 0.05 * jax.random.normal(key, images.shape)
+        q, new_stats = embed(params, batch_stats, noisy, train=True)
+        k, _ = embed(state["target_params"], state["target_batch_stats"], images, train=False)
+        k = jax.lax.stop_gradient(k)
+        positives = jnp.sum(q * k, axis=-1, keepdims=True)
+        negatives = q @ state["queue"].T
+        logits = jnp.concatenate([positives, negatives], axis=1) / cfg.temperature
+        labels = jnp.zeros(len(q), dtype=jnp.int32)
+        value = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return value, LossOutput(new_stats, {"loss": value}, outputs={"keys": k})
+
+    def update_state(state, params, outputs, step):
+        return {
+            "target_params": ema_update(state["target_params"], params, cfg.momentum),
+            "target_batch_stats": state["target_batch_stats"],
+            "queue": fifo_enqueue(state["queue"], outputs["keys"]),
+        }
+
+    return Objective("toy_ema_queue", init, loss, update_state)
+
+
+class Generator(nn.Module):
+    image_shape: tuple
+
+    @nn.compact
+    def __call__(self, noise, *, train: bool):
+        del train
+        size = 1
+        for d in self.image_shape:
+            size *= d
+        return jax.nn.sigmoid(nn.Dense(size)(noise)).reshape(-1, *self.image_shape)
+
+
+@register_objective("toy_alternating")
+def make_alternating(config, image_shape):
+    encoder = build_encoder(config.model, image_shape)
+    head = nn.Dense(1)
+    generator = Generator(tuple(image_shape))
+    noise_dim = 8
+
+    def init(key, images):
+        k1, k2, k3 = jax.random.split(key, 3)
+        enc_params, enc_stats = init_module(encoder, k1, images)
+        h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
+        params = {
+            "encoder": enc_params,
+            "disc_head": head.init(k2, h)["params"],
+            "generator": init_module(generator, k3, jnp.zeros((1, noise_dim)))[0],
+        }
+        return params, {"encoder": enc_stats}, {}
+
+    def discriminate(params, stats, images):
+        h, new_stats = apply_module(encoder, params, stats, "encoder", images, train=True)
+        return head.apply({"params": params["disc_head"]}, h)[:, 0], new_stats
+
+    def loss(params, batch_stats, state, batch, key, *, group):
+        real = batch["images"]
+        noise = jax.random.normal(key, (real.shape[0], noise_dim))
+        fake = generator.apply({"params": params["generator"]}, noise, train=True)
+        logits, new_stats = discriminate(params, batch_stats, jnp.concatenate([real, fake]))
+        real_logits, fake_logits = jnp.split(logits, 2)
+        if group == "discriminator":
+            value = (
+                optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
+                + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean()
+            )
+        else:  # the non-saturating generator loss
+            value = optax.sigmoid_binary_cross_entropy(fake_logits, 1.0).mean()
+        return value, LossOutput({"encoder": new_stats}, {"loss": value})
+
+    groups = {"discriminator": ("encoder", "disc_head"), "generator": ("generator",)}
+    return Objective("toy_alternating", init, loss, param_groups=groups)
+
+
+@register_objective("toy_nan_after")
+def make_nan_after(config, image_shape):
+    encoder = build_encoder(config.model, image_shape)
+    decoder = nn.Dense(int(jnp.prod(jnp.array(image_shape))))
+
+    def init(key, images):
+        k1, k2 = jax.random.split(key)
+        enc_params, enc_stats = init_module(encoder, k1, images)
+        h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
+        params = {"encoder": enc_params, "decoder": decoder.init(k2, h)["params"]}
+        return params, {"encoder": enc_stats}, {"steps_seen": jnp.int32(0)}
+
+    def loss(params, batch_stats, state, batch, key, *, group):
+        images = batch["images"]
+        h, stats = apply_module(encoder, params, batch_stats, "encoder", images, train=True)
+        recon = decoder.apply({"params": params["decoder"]}, h).reshape(images.shape)
+        value = jnp.mean((recon - images) ** 2)
+        value = jnp.where(state["steps_seen"] >= config.objective.nan_from_step, jnp.nan, value)
+        return value, LossOutput({"encoder": stats}, {"loss": value})
+
+    def update_state(state, params, outputs, step):
+        return {"steps_seen": state["steps_seen"] + 1}
+
+    return Objective("toy_nan_after", init, loss, update_state)
+
+
+@register_objective("toy_slow")
+def make_slow(config, image_shape):
+    base = simclr.make(config, image_shape)
+
+    def loss(*args, **kwargs):
+        value, out = base.loss(*args, **kwargs)
+        jax.debug.callback(lambda: time.sleep(config.objective.pause_sec), ordered=True)
+        return value, out
+
+    return Objective("toy_slow", base.init, loss)
