@@ -67,6 +67,45 @@ def peak_flops(dtype: str) -> float | None:
     return next((v for (k, d), v in PEAK_FLOPS.items() if k in kind and d == dtype), None)
 
 
+def measure(model: str, batch: int, dtype: str, steps: int, num_devices: int = 0) -> dict:
+    """Compiles and times the SimCLR step; returns compile time, step time, images/s, FLOPs."""
+    config = benchmark_config(model, batch, dtype)
+    mesh = train.make_mesh(num_devices)
+    train.check_batch_size(batch, mesh)
+    image_shape = (32, 32, 3)
+    objective, optimizers, schedules = train.build_objective(config, image_shape)
+    init = functools.partial(train.init_state, objective, optimizers, seed=0)
+    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(
+        jnp.zeros((2, *image_shape), jnp.float32)
+    )
+    images = np.random.default_rng(0).integers(0, 256, (batch, *image_shape), np.uint8)
+    batch_on_mesh = device_batch({"images": images}, NamedSharding(mesh, P("data")))
+    step_fn = train.compile_train_step(objective, optimizers, schedules, mesh)
+
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, batch_on_mesh).compile()
+    compile_sec = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops_per_step = float(cost.get("flops", 0.0)) if cost else 0.0
+
+    state, metrics = compiled(state, batch_on_mesh)  # warm-up
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled(state, batch_on_mesh)
+    jax.block_until_ready(metrics)
+    step_sec = (time.perf_counter() - start) / steps
+    return {
+        "devices": mesh.size,
+        "device_kind": jax.devices()[0].device_kind,
+        "compile_sec": compile_sec,
+        "step_sec": step_sec,
+        "images_per_sec": batch / step_sec,
+        "flops_per_step": flops_per_step,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
@@ -75,44 +114,22 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed steps after warm-up")
     args = parser.parse_args()
 
-    config = benchmark_config(args.model, args.batch, args.dtype)
-    mesh = train.make_mesh(0)
-    train.check_batch_size(args.batch, mesh)
-    image_shape = (32, 32, 3)
-    objective, optimizers, schedules = train.build_objective(config, image_shape)
-    init = functools.partial(train.init_state, objective, optimizers, seed=0)
-    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(
-        jnp.zeros((2, *image_shape), jnp.float32)
+    r = measure(args.model, args.batch, args.dtype, args.steps)
+    print(
+        f"device: {r['devices']}× {r['device_kind']}; model {args.model}, "
+        f"batch {args.batch} × 2 views, {args.dtype}"
     )
-    images = np.random.default_rng(0).integers(0, 256, (args.batch, *image_shape), np.uint8)
-    batch = device_batch({"images": images}, NamedSharding(mesh, P("data")))
-    step_fn = train.compile_train_step(objective, optimizers, schedules, mesh)
-
-    start = time.perf_counter()
-    compiled = step_fn.lower(state, batch).compile()
-    compile_sec = time.perf_counter() - start
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops_per_step = float(cost.get("flops", 0.0)) if cost else 0.0
-
-    state, metrics = compiled(state, batch)  # warm-up
-    jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        state, metrics = compiled(state, batch)
-    jax.block_until_ready(metrics)
-    step_sec = (time.perf_counter() - start) / args.steps
-
-    device = f"{mesh.size}× {jax.devices()[0].device_kind}"
-    print(f"device: {device}; model {args.model}, batch {args.batch} × 2 views, {args.dtype}")
-    print(f"compile: {compile_sec:.1f} s")
-    print(f"step: {step_sec * 1000:.1f} ms; throughput: {args.batch / step_sec:.1f} images/s")
-    peak = peak_flops(args.dtype)
-    if flops_per_step:
-        achieved = flops_per_step / step_sec
-        line = f"model FLOPs: {flops_per_step / 1e9:.1f} GFLOP/step, {achieved / 1e12:.3f} TFLOP/s"
+    print(f"compile: {r['compile_sec']:.1f} s")
+    print(f"step: {r['step_sec'] * 1000:.1f} ms; throughput: {r['images_per_sec']:.1f} images/s")
+    if r["flops_per_step"]:
+        achieved = r["flops_per_step"] / r["step_sec"]
+        gflops = r["flops_per_step"] / 1e9
+        line = f"model FLOPs: {gflops:.1f} GFLOP/step, {achieved / 1e12:.3f} TFLOP/s"
+        peak = peak_flops(args.dtype)
         if peak:
-            line += f"; MFU {achieved / (peak * mesh.size):.1%} of {peak / 1e12:.0f} TFLOP/s peak"
+            line += (
+                f"; MFU {achieved / (peak * r['devices']):.1%} of {peak / 1e12:.0f} TFLOP/s peak"
+            )
         print(line)
 
 

@@ -53,6 +53,21 @@ class Checkpoints:
         """Restores ``step`` as nested dicts of arrays, without knowing the state's structure."""
         return self._manager.restore(step, args=ocp.args.StandardRestore())
 
+    def set_aside_after(self, step: int) -> list[int]:
+        """Moves checkpoints later than ``step`` to ``../abandoned_checkpoints/`` (not deleted).
+
+        Resuming from an earlier step abandons the later ones; they are kept for inspection
+        but no longer count as checkpoints of the run.
+        """
+        later = [s for s in self.all_steps() if s > step]
+        if later:
+            aside = os.path.join(os.path.dirname(self.directory), "abandoned_checkpoints")
+            os.makedirs(aside, exist_ok=True)
+            for s in later:
+                os.replace(os.path.join(self.directory, str(s)), os.path.join(aside, str(s)))
+            self._manager.reload()
+        return later
+
     def wait(self) -> None:
         self._manager.wait_until_finished()
 

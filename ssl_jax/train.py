@@ -223,8 +223,32 @@ def check_finite(step: int, metrics: dict, checkpoints: Checkpoints) -> None:
         )
 
 
-def train(config, workdir: str, resume: bool = False) -> dict:
+def restore_state(checkpoints: Checkpoints, state: TrainState, step: int | None) -> TrainState:
+    """The checkpoint of ``step`` (default: the latest), or a clear error if it is unusable."""
+    available = checkpoints.all_steps()
+    chosen = max(available) if step is None else step
+    if chosen not in available:
+        raise UserError(
+            f"no checkpoint at step {step} in {checkpoints.directory} (available: {available})."
+        )
+    try:
+        return checkpoints.restore(chosen, state)
+    except Exception as err:  # noqa: BLE001 - orbax raises many types for damaged files
+        earlier = [s for s in available if s < chosen]
+        hint = (
+            f"pass --resume_from_step {earlier[-1]} to resume from the previous one"
+            if earlier
+            else "no earlier checkpoint exists; start a new run in another --workdir"
+        )
+        raise UserError(
+            f"checkpoint {os.path.join(checkpoints.directory, str(chosen))} is corrupted or "
+            f"incomplete ({type(err).__name__}); {hint}."
+        ) from None
+
+
+def train(config, workdir: str, resume: bool = False, resume_from_step: int | None = None) -> dict:
     """Runs (or resumes) pretraining in ``workdir``; returns the readout (or ``{}``)."""
+    resume = resume or resume_from_step is not None
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
 
@@ -234,20 +258,22 @@ def train(config, workdir: str, resume: bool = False) -> dict:
     check_batch_size(config.batch_size, mesh)
     steps_per_epoch(len(dataset.train_images), config.batch_size)
     objective, optimizers, schedules = build_objective(config, dataset.image_shape)
-    sample_images = to_float_images(jnp.asarray(dataset.train_images[:2]))
-    replicated = NamedSharding(mesh, P())
-    state = jax.jit(
-        functools.partial(init_state, objective, optimizers, seed=config.seed),
-        out_shardings=replicated,
-    )(sample_images)
-
-    # Resume from the latest checkpoint, if asked.
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     prepare_workdir(config, dataset, workdir, resume, checkpoints)
+
+    # The initial state, replicated on the mesh; or the latest checkpoint with --resume.
+    sample_images = to_float_images(jnp.asarray(dataset.train_images[:2]))
+    initialize = jax.jit(
+        functools.partial(init_state, objective, optimizers, seed=config.seed),
+        out_shardings=NamedSharding(mesh, P()),
+    )
+    state = initialize(sample_images)
     start_step = 0
     if resume and checkpoints.latest_step() is not None:
-        state = checkpoints.restore(checkpoints.latest_step(), state)
+        state = restore_state(checkpoints, state, resume_from_step)
         start_step = int(state.step)
+        if is_main and checkpoints.set_aside_after(start_step):
+            print(f"checkpoints after step {start_step} moved to abandoned_checkpoints/")
     if is_main:
         print(f"{dataset}\nmesh: {mesh.size} device(s) of {jax.devices()[0].platform}")
         print(f"objective: {objective.name}; starting at step {start_step}/{config.num_steps}")
@@ -284,10 +310,7 @@ def train(config, workdir: str, resume: bool = False) -> dict:
         return {}
     from ssl_jax.readout import run_readout
 
-    initial = jax.jit(functools.partial(init_state, objective, optimizers, seed=config.seed))(
-        sample_images
-    )
-    result = run_readout(config, dataset, state, initial)
+    result = run_readout(config, dataset, state, initial_state=initialize(sample_images))
     if is_main:
         with open(os.path.join(workdir, "readout.json"), "w") as f:
             json.dump(result, f, indent=2)
@@ -303,6 +326,24 @@ def parse_args(argv):
     parser.add_argument("--config", required=True, help="experiment config file (get_config())")
     parser.add_argument("--workdir", required=True, help="directory for logs and checkpoints")
     parser.add_argument("--resume", action="store_true", help="continue the run in --workdir")
+    parser.add_argument(
+        "--resume_from_step", type=int, help="resume from this checkpoint instead of the latest"
+    )
+    multi = parser.add_argument_group("multi-process runs (one process per host)")
+    multi.add_argument("--coordinator", help="HOST:PORT of process 0's coordination service")
+    multi.add_argument("--num_processes", type=int, help="number of processes in the run")
+    multi.add_argument("--process_id", type=int, help="this process's index, 0..N-1")
+    multi.add_argument(
+        "--distributed",
+        action="store_true",
+        help="initialise JAX's distributed runtime from the environment (SLURM, TPU, k8s)",
+    )
+    multi.add_argument(
+        "--heartbeat_timeout",
+        type=int,
+        default=100,
+        help="seconds after which the others stop if a process stops answering",
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
@@ -314,13 +355,30 @@ def parse_args(argv):
     return args, overrides
 
 
+def initialize_distributed(args) -> None:
+    """Starts JAX's distributed runtime when the command line asks for a multi-process run."""
+    if not (args.coordinator or args.distributed):
+        return
+    if args.coordinator and (args.num_processes is None or args.process_id is None):
+        raise UserError("--coordinator needs --num_processes and --process_id as well.")
+    # CPU processes exchange collectives through gloo; GPUs and TPUs use their own transport.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+        heartbeat_timeout_seconds=args.heartbeat_timeout,
+    )
+
+
 def main(argv=None) -> int:
     try:
         args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+        initialize_distributed(args)
         config = config_lib.load_config(args.config)
         for override in overrides:
             config_lib.apply_override(config, override)
-        train(config, args.workdir, resume=args.resume)
+        train(config, args.workdir, resume=args.resume, resume_from_step=args.resume_from_step)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

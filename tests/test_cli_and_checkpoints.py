@@ -217,3 +217,23 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
     params, _, step = final_params(workdir)
     assert step == 4
     assert all(np.all(np.isfinite(x)) for x in jax_leaves(params))
+
+
+def test_corrupted_checkpoint_is_named_and_resume_from_step_falls_back(tmp_path, capsys):
+    config = write_config(tmp_path, num_steps=4, checkpoint_every=2, log_every=2)
+    workdir = str(tmp_path / "run")
+    run_cli("--config", config, "--workdir", workdir)
+    reference, _, _ = final_params(workdir)
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", "4")):
+        for name in files:
+            with open(os.path.join(root, name), "w") as f:
+                f.truncate(0)
+    err = error_line(capsys, ["--config", config, "--workdir", workdir, "--resume"])
+    assert "checkpoints/4 is corrupted or incomplete" in err
+    assert "pass --resume_from_step 2" in err
+    assert train.main(["--config", config, "--workdir", workdir, "--resume_from_step", "2"]) == 0
+    params, _, step = final_params(workdir)
+    assert step == 4
+    for a, b in zip(jax_leaves(params), jax_leaves(reference), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert os.listdir(os.path.join(workdir, "abandoned_checkpoints")) == ["4"]

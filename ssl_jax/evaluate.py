@@ -1,0 +1,208 @@
+"""Evaluate a trained encoder: ``python -m ssl_jax.evaluate --checkpoint DIR --protocol P``.
+
+    python -m ssl_jax.evaluate --checkpoint runs/simclr_mnist --protocol linear
+    python -m ssl_jax.evaluate --checkpoint random:experiments/simclr_mnist.py --protocol knn
+
+Protocols: linear (L-BFGS, L2 chosen on validation), linear_sgd, knn, finetune, fewshot,
+diagnostics. Every result is printed beside the same protocol on a randomly initialised
+encoder of the same config (the run's own step-0 parameters), and written with every setting
+to ``DIR/eval/<protocol>.json`` (``--output`` for ``random:`` checkpoints). Features of a
+layer are computed once (batch norm in inference mode) and cached in ``DIR/eval/features/``.
+"""
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax import config as config_lib
+from ssl_jax.data import load_dataset
+from ssl_jax.encoder import Encoder, load_encoder
+from ssl_jax.errors import UserError, unknown_name
+from ssl_jax.models import build_encoder
+
+PROTOCOLS = ("linear", "linear_sgd", "knn", "finetune", "fewshot", "diagnostics")
+FEATURE_PROTOCOLS = ("linear", "knn", "fewshot", "diagnostics")
+
+
+def random_encoder(config, image_shape, seed=None) -> Encoder:
+    """The config's encoder at the initialisation a run with this config starts from."""
+    from ssl_jax.train import build_objective, init_state
+
+    objective, optimizers, _ = build_objective(config, image_shape)
+    seed = config.seed if seed is None else seed
+    sample = jnp.zeros((2, *image_shape), jnp.float32)
+    state = jax.jit(functools.partial(init_state, objective, optimizers, seed=seed))(sample)
+    module = build_encoder(config.model, image_shape, jnp.dtype(config.compute_dtype))
+    variables = {
+        "params": state.params["encoder"],
+        "batch_stats": state.batch_stats.get("encoder", {}),
+    }
+    return Encoder(module, jax.device_get(variables), image_shape, config=config, step=0)
+
+
+def open_checkpoint(spec: str, dataset_name: str | None):
+    """(encoder, random-init baseline, dataset, output dir) for ``--checkpoint``."""
+    if spec.startswith("random:"):
+        config = config_lib.load_config(spec[len("random:") :])
+        dataset = load_dataset(dataset_name or config.dataset)
+        encoder = random_encoder(config, dataset.image_shape)
+        return encoder, None, dataset, None
+    encoder = load_encoder(spec)
+    dataset = load_dataset(dataset_name or encoder.config.dataset)
+    if dataset.image_shape != encoder.image_shape:
+        raise UserError(
+            f"dataset {dataset.name!r} has images {dataset.image_shape} but the encoder takes "
+            f"{encoder.image_shape}; pick a dataset of that shape with --dataset."
+        )
+    baseline = random_encoder(encoder.config, encoder.image_shape)
+    workdir = spec if os.path.exists(os.path.join(spec, "config.json")) else os.path.dirname(spec)
+    return encoder, baseline, dataset, os.path.join(workdir, "eval")
+
+
+def layer_features(encoder: Encoder, images, layer: str | None) -> np.ndarray:
+    """[N, D] features of ``layer`` (default: the encoder's output); maps are flattened."""
+    if layer is None:
+        return encoder.embed(images)
+    available = list(encoder.layers(images[:2]))
+    if layer not in available:
+        raise unknown_name("layer", layer, available)
+    features = encoder.layers(images)[layer]
+    return features.reshape(len(features), -1)
+
+
+def cached_features(encoder, dataset, layer, cache_dir, tag):
+    """Train and test features of ``layer``, from ``cache_dir`` when computed before."""
+    path = None
+    if cache_dir:
+        key = hashlib.sha1(f"{tag}|{dataset.name}|{layer}|{encoder.step}".encode()).hexdigest()[:12]
+        path = os.path.join(cache_dir, f"{tag}_{layer or 'output'}_{key}.npz")
+        if os.path.exists(path):
+            cached = np.load(path)
+            return cached["train"], cached["test"]
+    train_x = layer_features(encoder, dataset.train_images, layer)
+    test_x = layer_features(encoder, dataset.test_images, layer)
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.savez(path, train=train_x, test=test_x)
+    return train_x, test_x
+
+
+def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed) -> dict:
+    from ssl_jax import evaluation
+
+    needs_labels = protocol != "diagnostics"
+    if needs_labels and dataset.train_labels is None:
+        raise UserError(f"protocol {protocol!r} needs labels; dataset {dataset.name!r} has none.")
+    if protocol in FEATURE_PROTOCOLS:
+        train_x, test_x = cached_features(encoder, dataset, layer, cache_dir, tag)
+        args = (train_x, dataset.train_labels, test_x, dataset.test_labels)
+        if protocol == "linear":
+            return evaluation.linear_probe(*args, seed=seed)
+        if protocol == "knn":
+            return evaluation.knn_sweep(*args)
+        if protocol == "fewshot":
+            return evaluation.fewshot(*args, seed=seed)
+        return evaluation.collapse_diagnostics(jnp.asarray(test_x))
+    if layer is not None:
+        raise UserError(
+            f"--layer applies to feature protocols {FEATURE_PROTOCOLS}, not {protocol!r}."
+        )
+    images = (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
+    if protocol == "linear_sgd":
+        return evaluation.linear_probe_sgd(encoder, *images, seed=seed)
+    return evaluation.finetune(encoder, *images, seed=seed)
+
+
+def to_json(value):
+    """Converts NumPy / JAX scalars and arrays inside ``value`` to plain Python."""
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray | jax.Array):
+        return np.asarray(value).tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def headline(result: dict) -> dict:
+    """The scalar results worth a table row: top-level numbers of a protocol's output."""
+    return {
+        k: v for k, v in result.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def evaluate(checkpoint, protocol, layer=None, dataset_name=None, output=None, seed=0) -> dict:
+    if protocol not in PROTOCOLS:
+        raise unknown_name("protocol", protocol, PROTOCOLS)
+    encoder, baseline, dataset, eval_dir = open_checkpoint(checkpoint, dataset_name)
+    eval_dir = output or eval_dir or os.path.join("runs", "eval_random")
+    cache_dir = os.path.join(eval_dir, "features")
+    results = {
+        "trained" if baseline else "random_init": run_protocol(
+            protocol, encoder, dataset, layer, cache_dir, "trained" if baseline else "random", seed
+        )
+    }
+    if baseline is not None:
+        results["random_init"] = run_protocol(
+            protocol, baseline, dataset, layer, cache_dir, "random", seed
+        )
+    report = {
+        "protocol": protocol,
+        "checkpoint": checkpoint,
+        "step": encoder.step,
+        "layer": layer or "output",
+        "dataset": repr(dataset),
+        "seed": seed,
+        "results": to_json(results),
+    }
+    os.makedirs(eval_dir, exist_ok=True)
+    with open(os.path.join(eval_dir, f"{protocol}.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(format_report(report))
+    return report
+
+
+def format_report(report: dict) -> str:
+    rows = {name: headline(result) for name, result in report["results"].items()}
+    keys = sorted({k for row in rows.values() for k in row})
+    names = list(rows)
+    lines = [f"{report['protocol']} on {report['dataset']}, layer {report['layer']}"]
+    lines.append(f"{'':<28}" + "".join(f"{n:>14}" for n in names))
+    for key in keys:
+        cells = "".join(f"{rows[n][key]:>14.4f}" if key in rows[n] else f"{'-':>14}" for n in names)
+        lines.append(f"{key:<28}{cells}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssl_jax.evaluate", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="run workdir, checkpoints dir, or random:CONFIG"
+    )
+    parser.add_argument("--protocol", required=True, help=" | ".join(PROTOCOLS))
+    parser.add_argument("--layer", help="a named layer of the encoder (default: its output)")
+    parser.add_argument("--dataset", help="dataset name (default: the run's)")
+    parser.add_argument("--output", help="directory for the results (default: DIR/eval)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        evaluate(args.checkpoint, args.protocol, args.layer, args.dataset, args.output, args.seed)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

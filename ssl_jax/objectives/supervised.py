@@ -1,0 +1,53 @@
+"""Supervised pretraining: cross-entropy on the labels, the baseline beside every SSL row.
+
+Notes 001 §3.1 (supervised representation learning and transfer). The encoder is followed by
+a linear classifier ``classifier``; after pretraining the encoder's features are evaluated
+like any other representation. Label smoothing ε replaces the one-hot target y by
+(1 − ε)·y + ε/K.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax import augment
+from ssl_jax.errors import UserError
+from ssl_jax.models import build_encoder
+from ssl_jax.objectives import register_objective
+from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
+
+
+def smoothed_cross_entropy(logits, labels, num_classes, smoothing):
+    """(1/B) Σ_b −Σ_k ỹ_bk log softmax(ℓ_b)_k with ỹ = (1 − ε)·onehot(y) + ε/K, in float32."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+
+
+@register_objective("supervised")
+def make(config, image_shape) -> Objective:
+    cfg = config.objective
+    dtype = jnp.dtype(config.compute_dtype)
+    encoder = build_encoder(config.model, image_shape, dtype=dtype)
+    classifier = nn.Dense(cfg.num_classes, dtype=dtype)
+
+    def init(key, images):
+        enc_params, enc_stats = init_module(encoder, key, images)
+        h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
+        params = {"encoder": enc_params, "classifier": classifier.init(key, h)["params"]}
+        return params, {"encoder": enc_stats}, {}
+
+    def loss(params, batch_stats, objective_state, batch, key, *, group):
+        del objective_state, group
+        if "labels" not in batch:
+            raise UserError("the supervised objective needs a dataset with labels.")
+        images = batch["images"]
+        if cfg.augment:
+            images = augment.make_views(images, key, config.aug)[0]
+        h, enc_stats = apply_module(encoder, params, batch_stats, "encoder", images, train=True)
+        logits = classifier.apply({"params": params["classifier"]}, h)
+        value = smoothed_cross_entropy(logits, batch["labels"], cfg.num_classes, cfg.smoothing)
+        accuracy = (jnp.argmax(logits, -1) == batch["labels"]).mean()
+        return value, LossOutput({"encoder": enc_stats}, {"loss": value, "train_acc": accuracy})
+
+    return Objective("supervised", init, loss)

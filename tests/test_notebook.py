@@ -1,0 +1,29 @@
+"""The quickstart notebook runs top to bottom and its probe beats the random encoder."""
+
+import json
+import os
+
+import nbformat
+from nbclient import NotebookClient
+
+from tests.conftest import REPO
+
+
+def test_quickstart_notebook_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUICKSTART_WORKDIR", str(tmp_path / "quickstart"))
+    monkeypatch.setenv("XLA_FLAGS", "")
+    notebook = nbformat.read(os.path.join(REPO, "notebooks", "quickstart.ipynb"), as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any(
+        o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs
+    )
+    with open(tmp_path / "quickstart" / "readout.json") as f:
+        readout = json.load(f)
+    assert readout["knn"]["trained"] > readout["knn"]["random_init"]
