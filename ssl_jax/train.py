@@ -58,7 +58,8 @@ def describe_tree(tree, name: str = "") -> str:
     lines = [f"{name}("] if name else []
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         shape = "×".join(map(str, np.shape(leaf))) or "scalar"
-        lines.append(f"  {jax.tree_util.keystr(path)}: {np.asarray(leaf).dtype}[{shape}]")
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        lines.append(f"  {jax.tree_util.keystr(path)}: {dtype}[{shape}]")
     count = sum(int(np.size(x)) for x in jax.tree.leaves(tree))
     lines.append(f"){' ' + f'{count:,} numbers' if name else ''}")
     return "\n".join(lines)
