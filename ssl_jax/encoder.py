@@ -47,14 +47,24 @@ def make_embed_fn(encoder):
 
 
 def make_layers_fn(encoder):
-    """Jitted ``(variables, images) -> {layer name: activation}`` in inference mode."""
+    """``(variables, images) -> {layer name: activation}`` in inference mode, in network order.
+
+    The jitted part returns a list (JAX would sort a dict's keys); the names, recorded when it
+    is traced, are zipped back on the host.
+    """
+    names = []
 
     @jax.jit
-    def layers(variables, images):
+    def layer_values(variables, images):
         _, named = encoder.apply(
             variables, to_float_images(images), train=False, return_layers=True
         )
-        return jax.tree.map(lambda x: x.astype(jnp.float32), named)
+        names[:] = list(named)
+        return [x.astype(jnp.float32) for x in named.values()]
+
+    def layers(variables, images, batch_size):
+        values = batched_apply(lambda x: layer_values(variables, x), images, batch_size)
+        return dict(zip(names, values, strict=True))
 
     return layers
 
@@ -103,7 +113,7 @@ class Encoder:
 
     def layers(self, images) -> dict:
         images = self._check(images)
-        return batched_apply(lambda x: self._layers(self.variables, x), images, self.batch_size)
+        return self._layers(self.variables, images, self.batch_size)
 
 
 def _find_run(path: str) -> tuple[str, str, int | None]:
