@@ -14,16 +14,24 @@ import jax.numpy as jnp
 from ssl_jax.errors import UserError, close_matches, unknown_name
 from ssl_jax.models.cnn import MLPEncoder, SmallCNN
 from ssl_jax.models.heads import MLPDecoder, ProjectionHead
+from ssl_jax.models.resnet import ResNet
+from ssl_jax.models.vit import ViT
 
-ENCODERS: dict[str, type[nn.Module]] = {
-    "mlp": MLPEncoder,
-    "small_cnn": SmallCNN,
+# name → (module class, its fixed settings); the config gives the other fields.
+ENCODERS: dict[str, tuple[type[nn.Module], dict]] = {
+    "mlp": (MLPEncoder, {}),
+    "small_cnn": (SmallCNN, {}),
+    "resnet18": (ResNet, dict(stage_sizes=(2, 2, 2, 2), block="basic")),
+    "resnet34": (ResNet, dict(stage_sizes=(3, 4, 6, 3), block="basic")),
+    "resnet50": (ResNet, dict(stage_sizes=(3, 4, 6, 3), block="bottleneck")),
+    "vit_tiny": (ViT, dict(dim=192, depth=12, num_heads=3)),
+    "vit_small": (ViT, dict(dim=384, depth=12, num_heads=6)),
 }
 
 
-def register_encoder(name: str, module_class: type[nn.Module]) -> None:
+def register_encoder(name: str, module_class: type[nn.Module], **fixed) -> None:
     """Makes `module_class` available as ``config.model.name = name``."""
-    ENCODERS[name] = module_class
+    ENCODERS[name] = (module_class, fixed)
 
 
 def build_encoder(model_config, image_shape=None, dtype=jnp.float32) -> nn.Module:
@@ -38,7 +46,7 @@ def build_encoder(model_config, image_shape=None, dtype=jnp.float32) -> nn.Modul
     name = fields.pop("name")
     if name not in ENCODERS:
         raise unknown_name("model", name, ENCODERS)
-    module_class = ENCODERS[name]
+    module_class, fixed = ENCODERS[name]
     allowed = {f.name for f in dataclasses.fields(module_class)} - {"parent", "name", "dtype"}
     for key in fields:
         if key not in allowed:
@@ -46,7 +54,7 @@ def build_encoder(model_config, image_shape=None, dtype=jnp.float32) -> nn.Modul
                 f"model {name!r} has no setting {key!r}.{close_matches(key, allowed)} "
                 f"Settings: {', '.join(sorted(allowed))}."
             )
-    encoder = module_class(**fields, dtype=dtype)
+    encoder = module_class(**{**fixed, **fields}, dtype=dtype)
     if image_shape is not None:
         encoder.check_input_shape(tuple(image_shape))
     return encoder
@@ -57,7 +65,9 @@ __all__ = [
     "MLPDecoder",
     "MLPEncoder",
     "ProjectionHead",
+    "ResNet",
     "SmallCNN",
+    "ViT",
     "build_encoder",
     "register_encoder",
 ]
