@@ -1,0 +1,37 @@
+"""Evaluation protocols: linear probes, kNN, few-shot, fine-tuning, collapse diagnostics.
+
+All take NumPy or JAX arrays, choose no hyperparameter on the test split, and return a dict
+with the results and every setting used. See docs/evaluation.md.
+"""
+
+from ssl_jax.evaluation.diagnostics import (
+    alignment,
+    collapse_diagnostics,
+    effective_rank,
+    embedding_std,
+    uniformity,
+)
+from ssl_jax.evaluation.fewshot import fewshot
+from ssl_jax.evaluation.finetune import finetune, linear_probe_sgd
+from ssl_jax.evaluation.knn import knn_classify, knn_sweep
+from ssl_jax.evaluation.linear_probe import (
+    fit_logistic_regression,
+    linear_probe,
+    logistic_objective,
+)
+
+__all__ = [
+    "alignment",
+    "collapse_diagnostics",
+    "effective_rank",
+    "embedding_std",
+    "fewshot",
+    "finetune",
+    "fit_logistic_regression",
+    "knn_classify",
+    "knn_sweep",
+    "linear_probe",
+    "linear_probe_sgd",
+    "logistic_objective",
+    "uniformity",
+]
