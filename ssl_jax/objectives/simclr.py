@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax import augment
+from ssl_jax.evaluation.diagnostics import embedding_std
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
@@ -85,6 +86,12 @@ def make(config, image_shape) -> Objective:
         z1, z2 = jnp.split(z, 2)
         value, accuracy = nt_xent_loss(z1, z2, cfg.temperature)
         new_stats = {"encoder": enc_stats, "projector": proj_stats}
-        return value, LossOutput(new_stats, {"loss": value, "contrastive_acc": accuracy})
+        metrics = {
+            "loss": value,
+            "contrastive_acc": accuracy,
+            # Collapse monitor: ≈ 1/sqrt(dim) when healthy, → 0 when collapsed.
+            "embedding_std": embedding_std(jax.lax.stop_gradient(h)),
+        }
+        return value, LossOutput(new_stats, metrics)
 
     return Objective(name="simclr", init=init, loss=loss)
