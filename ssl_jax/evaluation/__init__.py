@@ -1,4 +1,4 @@
-"""Evaluation protocols: linear probes, kNN, few-shot, fine-tuning, collapse diagnostics.
+"""Evaluation protocols: probes, kNN, few-shot, fine-tuning, collapse and disentanglement.
 
 All take NumPy or JAX arrays, choose no hyperparameter on the test split, and return a dict
 with the results and every setting used. See docs/evaluation.md.
@@ -11,6 +11,13 @@ from ssl_jax.evaluation.diagnostics import (
     embedding_std,
     uniformity,
 )
+from ssl_jax.evaluation.disentanglement import (
+    beta_vae_score,
+    dci,
+    factor_vae_score,
+    mig,
+    mig_details,
+)
 from ssl_jax.evaluation.fewshot import fewshot
 from ssl_jax.evaluation.finetune import finetune, linear_probe_sgd
 from ssl_jax.evaluation.knn import knn_classify, knn_sweep
@@ -22,6 +29,11 @@ from ssl_jax.evaluation.linear_probe import (
 
 __all__ = [
     "alignment",
+    "beta_vae_score",
+    "dci",
+    "factor_vae_score",
+    "mig",
+    "mig_details",
     "collapse_diagnostics",
     "effective_rank",
     "embedding_std",
