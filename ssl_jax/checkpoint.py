@@ -50,8 +50,18 @@ class Checkpoints:
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def restore_raw(self, step: int):
-        """Restores ``step`` as nested dicts of arrays, without knowing the state's structure."""
-        return self._manager.restore(step, args=ocp.args.StandardRestore())
+        """Restores ``step`` as nested dicts of arrays on this process's first device.
+
+        The structure comes from the checkpoint's own metadata, so no train state is needed,
+        and the arrays land on one local device whatever mesh or process count saved them.
+        """
+        path = os.path.join(self.directory, str(step), "default")
+        tree = ocp.StandardCheckpointer().metadata(path).item_metadata
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree
+        )
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def set_aside_after(self, step: int) -> list[int]:
         """Moves checkpoints later than ``step`` to ``../abandoned_checkpoints/`` (not deleted).

@@ -11,48 +11,10 @@ os.environ["XLA_FLAGS"] = (
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import ml_collections  # noqa: E402
 import pytest  # noqa: E402
 
-from ssl_jax.config import base_config  # noqa: E402
 from ssl_jax.data import load_dataset  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(objective: str = "simclr", **objective_fields) -> ml_collections.ConfigDict:
-    """A config small enough to compile and run in seconds: 8×8 digits, a 2-stage CNN."""
-    from ssl_jax import augment
-
-    c = base_config()
-    c.dataset = "digits"
-    c.batch_size = 32
-    c.num_steps = 6
-    c.log_every = 2
-    c.checkpoint_every = 3
-    c.num_devices = 1
-    c.model = ml_collections.ConfigDict(
-        dict(name="small_cnn", widths=(8, 16), convs_per_stage=1, pool="flatten")
-    )
-    fields = {
-        "simclr": dict(temperature=0.2, projector=dict(hidden_dims=(32,), output_dim=16)),
-        "autoencoder": dict(code_dim=8, decoder_hidden_dims=(32,), reconstruction="bernoulli"),
-        "toy_ema_queue": dict(dim=8, queue_size=96, temperature=0.2, momentum=0.9),
-        "toy_alternating": {},
-        "toy_nan_after": dict(nan_from_step=4),
-        "toy_slow": dict(
-            temperature=0.2, projector=dict(hidden_dims=(32,), output_dim=16), pause_sec=0.25
-        ),
-    }[objective]
-    fields.update(objective_fields)
-    if objective.startswith("toy_"):
-        fields["module"] = "tests.toy_objectives"
-    c.objective = ml_collections.ConfigDict(dict(name=objective, **fields))
-    c.aug = augment.default_config()
-    c.aug.global_scale = (0.5, 1.0)
-    c.aug.flip_prob = 0.0
-    c.readout.enabled = False
-    return c
+from tests.configs import REPO, tiny_config  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpoints
 from ssl_jax.encoder import load_encoder
-from tests.conftest import REPO
+from tests.configs import REPO
 
 
 def write_config(directory, objective="simclr", **fields) -> str:
@@ -25,7 +25,7 @@ def write_config(directory, objective="simclr", **fields) -> str:
         f.write(
             textwrap.dedent(
                 f"""\
-                from tests.conftest import tiny_config
+                from tests.configs import tiny_config
 
                 def get_config():
                     c = tiny_config({objective!r})

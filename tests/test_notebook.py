@@ -6,7 +6,7 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
+from tests.configs import REPO
 
 
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):

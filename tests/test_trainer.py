@@ -15,7 +15,7 @@ from ssl_jax.data import pipeline
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives.base import apply_module
 from ssl_jax.objectives.simclr import l2_normalize
-from tests.conftest import tiny_config
+from tests.configs import tiny_config
 
 
 def start_run(config, dataset, num_devices):
