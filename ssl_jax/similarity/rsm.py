@@ -1,0 +1,138 @@
+"""Representational similarity analysis (notes 001 §2.2.1): RSMs and their comparison.
+
+RSA turns each representation into a representational similarity matrix (RSM) between its n
+examples, ``K_ij = k(x_i, x_j)``, and compares the two RSMs by the Spearman rank correlation of
+their strict upper triangles (the diagonal carries no information; the lower triangle repeats
+the upper).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax.errors import UserError, unknown_name
+from ssl_jax.similarity import inputs
+from ssl_jax.similarity.cka import squared_distances
+from ssl_jax.similarity.inputs import as_float, centre_columns, jit_kernel, usable
+
+
+def _rows_for_kernel(x, kernel):
+    # Pearson correlates examples across features: each row is centred first.
+    return x - jnp.mean(x, axis=1, keepdims=True) if kernel == "pearson" else x
+
+
+def _row_has_direction(rows):
+    """[n] bool: the row's norm is above rounding noise (8·sqrt(p)·eps of the largest row)."""
+    norms = jnp.linalg.norm(rows, axis=1)
+    noise = 8.0 * np.sqrt(rows.shape[1]) * jnp.finfo(rows.dtype).eps * jnp.max(norms)
+    return norms > noise
+
+
+def _unit_rows(rows):
+    norms = jnp.linalg.norm(rows, axis=1, keepdims=True)
+    unit = rows / jnp.where(norms > 0, norms, 1.0)
+    return jnp.where(_row_has_direction(rows)[:, None], unit, jnp.nan)
+
+
+def _pearson_rsm(x):
+    unit = _unit_rows(_rows_for_kernel(x, "pearson"))
+    return unit @ unit.T
+
+
+def _cosine_rsm(x):
+    unit = _unit_rows(x)
+    return unit @ unit.T
+
+
+def _linear_rsm(x):
+    return x @ x.T
+
+
+def _euclidean_rsm(x):
+    # Negative distance, so that larger still means more similar.
+    return -jnp.sqrt(squared_distances(x))
+
+
+RSM_KERNELS = {
+    "pearson": _pearson_rsm,
+    "cosine": _cosine_rsm,
+    "linear": _linear_rsm,
+    "euclidean": _euclidean_rsm,
+}
+
+
+def average_ranks(values: jax.Array) -> jax.Array:
+    """1-based ranks with ties given their average rank (scipy's ``rankdata`` default). [m]."""
+    ordered = jnp.sort(values)
+    below = jnp.searchsorted(ordered, values, side="left")
+    below_or_equal = jnp.searchsorted(ordered, values, side="right")
+    return (below + below_or_equal + 1) / 2.0
+
+
+def rsm_rank_vector(x_centred: jax.Array, kernel: str) -> jax.Array:
+    """Standardised ranks of the RSM's strict upper triangle, [n(n-1)/2].
+
+    The Spearman correlation of two RSMs is the dot product of their rank vectors. NaN when the
+    RSM has undefined entries (an example whose Pearson or cosine kernel is undefined).
+    """
+    rsm = RSM_KERNELS[kernel](x_centred)
+    rows, cols = jnp.triu_indices(rsm.shape[0], k=1)
+    upper = rsm[rows, cols]
+    ranks = average_ranks(upper)
+    centred = ranks - jnp.mean(ranks)
+    standardised = centred / jnp.linalg.norm(centred)
+    return jnp.where(jnp.all(jnp.isfinite(upper)), standardised, jnp.nan)
+
+
+def undefined_rows(x_centred: jax.Array, kernel: str) -> jax.Array:
+    """Number of examples whose Pearson or cosine similarity is undefined (a zero row)."""
+    if kernel not in ("pearson", "cosine"):
+        return jnp.zeros((), jnp.int32)
+    return jnp.sum(~_row_has_direction(_rows_for_kernel(x_centred, kernel)))
+
+
+@jit_kernel(static_argnames=("kernel",))
+def _rsa(x, y, kernel):
+    x, y = as_float(x), as_float(y)
+    defined = usable(x) & usable(y)
+    x_centred, y_centred = centre_columns(x), centre_columns(y)
+    value = rsm_rank_vector(x_centred, kernel) @ rsm_rank_vector(y_centred, kernel)
+    bad_rows = (undefined_rows(x_centred, kernel), undefined_rows(y_centred, kernel))
+    return jnp.where(defined, value, jnp.nan), bad_rows
+
+
+def check_kernel(kernel: str) -> None:
+    if kernel not in RSM_KERNELS:
+        raise unknown_name("RSA kernel", kernel, RSM_KERNELS)
+
+
+def rsa(x, y, kernel: str = "pearson") -> jax.Array:
+    """RSA: Spearman correlation of the two RSMs' strict upper triangles (notes 001 §2.2.1).
+
+    x: [n, p1], y: [n, p2] -> [] in [-1, 1]. Both sides are first centred over the examples (as
+    for every metric here, which makes RSA invariant to translating either side). ``kernel``
+    gives the RSM entry for examples i, j:
+
+    - ``"pearson"`` (the notes' choice): Pearson correlation of x_i and x_j across features;
+    - ``"cosine"``: cosine of x_i and x_j;
+    - ``"linear"``: x_iᵀx_j;
+    - ``"euclidean"``: -||x_i - x_j|| (negated so larger is more similar).
+
+    Ties get average ranks. Forms n×n matrices. Symmetric; invariant to permuting neurons and to
+    isotropic scaling; the cosine, linear and euclidean kernels are also invariant to orthogonal
+    maps (Pearson is not: it centres each example across features). An example whose Pearson
+    (constant across features) or cosine (all zero) kernel is undefined raises UserError when
+    eager, and gives NaN under jit.
+    """
+    check_kernel(kernel)
+    inputs.check_pair("rsa", x, y, 3, "Spearman needs at least 3 pairs of examples")
+    value, (bad_x, bad_y) = _rsa(x, y, kernel)
+    if inputs.is_concrete(bad_x, bad_y):
+        for arg, bad in (("x", bad_x), ("y", bad_y)):
+            if int(bad):
+                raise UserError(
+                    f"rsa: {int(bad)} examples of {arg} have an undefined {kernel} similarity "
+                    "(constant across features after centring); use kernel='euclidean' or "
+                    "'linear', or drop those examples."
+                )
+    return value

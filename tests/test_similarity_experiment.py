@@ -1,0 +1,90 @@
+"""Smoke test of experiments/layer_correspondence.py and the Tiny-10 model it trains."""
+
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.errors import UserError
+from ssl_jax.models.tiny10 import Tiny10
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _experiment():
+    path = os.path.join(REPO, "experiments", "layer_correspondence.py")
+    spec = importlib.util.spec_from_file_location("layer_correspondence", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny10_returns_every_layer_with_the_papers_shapes():
+    model = Tiny10(num_classes=10)
+    images = jnp.zeros((2, 28, 28, 1))
+    variables = model.init(jax.random.key(0), images, train=False)
+    logits, layers = model.apply(variables, images, train=False, return_layers=True)
+    assert logits.shape == (2, 10)
+    shapes = {name: value.shape[1:] for name, value in layers.items()}
+    assert shapes == {
+        "conv1": (28, 28, 16),
+        "conv2": (28, 28, 16),
+        "conv3": (14, 14, 32),
+        "conv4": (14, 14, 32),
+        "conv5": (14, 14, 32),
+        "conv6": (7, 7, 64),
+        "conv7": (5, 5, 64),
+        "conv8": (5, 5, 64),
+        "pool": (64,),
+        "logits": (10,),
+    }
+    with pytest.raises(UserError, match="at least 9×9"):
+        model.check_input_shape((8, 8, 1))
+
+
+def test_layer_correspondence_experiment_produces_the_table(tmp_path, capsys):
+    experiment = _experiment()
+    summary = experiment.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--num-networks=2",
+            "--epochs=0.05",
+            "--num-train=320",
+            "--batch-size=32",
+            "--num-examples=40",
+            "--metrics=CKA (linear),PWCCA,CCA (ρ̄)",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "| CKA (linear) |" in printed and "| 99.3 |" in printed
+    assert "40 held-out MNIST examples" in printed
+    for rule in ("flatten", "mean"):
+        for label in ("CKA (linear)", "PWCCA", "CCA (ρ̄)"):
+            assert 0.0 <= summary["results"][rule][label]["accuracy"] <= 1.0
+    # 40 examples: every flattened conv map is wider than n, so CCA is undefined there.
+    assert summary["results"]["flatten"]["CCA (ρ̄)"]["undefined"] >= 2 * 8
+    assert (tmp_path / "cka_heatmap_flatten.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "results.json").read_text())["num_examples"] == 40
+
+
+def test_correspondence_counts_hits_and_symmetrises_asymmetric_metrics():
+    experiment = _experiment()
+    # Two networks, two layers; the A -> B block maps layer 0 to 1, the B -> A block is right.
+    s = np.array(
+        [
+            [1.0, 0.0, 0.2, 0.9],
+            [0.0, 1.0, 0.1, 0.8],
+            [0.9, 0.1, 1.0, 0.0],
+            [0.1, 0.9, 0.0, 1.0],
+        ]
+    )
+    assert experiment.correspondence(s, 2, 2, symmetric=True) == (0.75, 0)
+    # Symmetrised S_AB + S_BAᵀ: row 0 of block (A, B) becomes (0.2 + 0.9, 0.9 + 0.1): a hit.
+    assert experiment.correspondence(s, 2, 2, symmetric=False) == (1.0, 0)
+    s[1, 3] = np.nan
+    assert experiment.correspondence(s, 2, 2, symmetric=True) == (0.5, 1)
