@@ -12,6 +12,21 @@ def _output(features, layers, return_layers):
     return (features, layers) if return_layers else features
 
 
+def max_pool_2x2(x):
+    """2×2 max-pooling with stride 2 (odd sizes padded at the end, like ``padding="SAME"``).
+
+    Written as a reshape and a max rather than ``nn.max_pool``: the same values, but XLA's
+    CPU backend differentiates a windowed max (select-and-scatter) several times more slowly
+    than a plain reduction, and the pooling gradients were a large part of a small CNN's step.
+    """
+    batch, height, width, channels = x.shape
+    pad_h, pad_w = height % 2, width % 2
+    if pad_h or pad_w:
+        x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=-jnp.inf)
+    x = x.reshape(batch, (height + pad_h) // 2, 2, (width + pad_w) // 2, 2, channels)
+    return x.max(axis=(2, 4))
+
+
 class MLPEncoder(nn.Module):
     """Flattens the image and applies Dense → BatchNorm → ReLU blocks.
 
@@ -62,7 +77,7 @@ class SmallCNN(nn.Module):
                 h = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype)(h)
                 h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
                 h = nn.relu(h)
-            h = nn.max_pool(h, (2, 2), strides=(2, 2), padding="SAME")
+            h = max_pool_2x2(h)
             layers[f"stage{stage}"] = h
         features = h.reshape(h.shape[0], -1) if self.pool == "flatten" else h.mean(axis=(1, 2))
         layers["features"] = features
