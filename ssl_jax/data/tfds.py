@@ -507,11 +507,8 @@ def load_tfds(
 
     A training split whose labels are withheld (all -1, like STL-10's ``unlabelled``) is
     read as unlabelled."""
-    image_size, data_dir, heldout_split = (
-        image_size or None,
-        data_dir or None,
-        heldout_split or None,
-    )
+    image_size = image_size or None  # the config writes "not set" as 0 and ""
+    heldout_split = heldout_split or None
     parsed = parse_tfds_spec(spec)
     data_dir = resolve_data_dir(data_dir)
     source = open_source(parsed, parsed.split, data_dir)
