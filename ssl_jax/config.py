@@ -41,8 +41,29 @@ def base_config() -> ml_collections.ConfigDict:
             clip_norm=0.0,  # 0: no clipping; else clip the global gradient norm
         )
     )
+    # How a TFDS dataset (dataset="tfds:NAME[:SPLIT]") is read; in-memory datasets ignore it.
+    c.data = ml_collections.ConfigDict(
+        dict(
+            image_size=0,  # resize (shorter side, centre crop) on the host; 0: stored size
+            data_dir="",  # the prepared data; "": $TFDS_DATA_DIR, else ~/tensorflow_datasets
+            heldout_split="",  # split for the readout; "": test, else validation
+            worker_count=0,  # grain worker processes that decode; 0: reader threads only
+            read_threads=4,  # reader threads (in each worker when worker_count > 0)
+            prefetch_batches=4,  # batches read ahead (per worker when worker_count > 0)
+        )
+    )
     c.readout = ml_collections.ConfigDict(
-        dict(enabled=True, knn_k=20, knn_temperature=0.07, batch_size=500)
+        dict(
+            enabled=True,
+            knn_k=20,
+            knn_temperature=0.07,
+            batch_size=500,
+            # The readout holds its examples, and their pixels as float32 for the pixel
+            # baseline, in memory: at most this many from the start of each split. All of
+            # CIFAR-10; for ImageNet at 224×224 (600 KB of float32 pixels an image) lower them.
+            max_train_examples=50_000,
+            max_heldout_examples=10_000,
+        )
     )
     return c
 

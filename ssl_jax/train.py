@@ -32,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax import config as config_lib
 from ssl_jax.checkpoint import Checkpoints
 from ssl_jax.data import load_dataset
-from ssl_jax.data.pipeline import batches, steps_per_epoch, to_float_images
+from ssl_jax.data.pipeline import steps_per_epoch, to_float_images
 from ssl_jax.errors import UserError
 from ssl_jax.logs import MetricsLog
 from ssl_jax.objectives import Objective, make_objective
@@ -253,17 +253,18 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
 
-    # Data, mesh and objective.
-    dataset = load_dataset(config.dataset)
+    # Data, mesh and objective. The dataset is in memory or streamed from TFDS; the loop only
+    # uses what both provide (see ssl_jax.data.datasets).
+    dataset = load_dataset(config.dataset, config.data.to_dict())
     mesh = make_mesh(config.num_devices)
     check_batch_size(config.batch_size, mesh)
-    steps_per_epoch(len(dataset.train_images), config.batch_size)
+    steps_per_epoch(dataset.num_train_examples, config.batch_size)
     objective, optimizers, schedules = build_objective(config, dataset.image_shape)
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     prepare_workdir(config, dataset, workdir, resume, checkpoints)
 
     # The initial state, replicated on the mesh; or the latest checkpoint with --resume.
-    sample_images = to_float_images(jnp.asarray(dataset.train_images[:2]))
+    sample_images = jnp.zeros((2, *dataset.image_shape), jnp.float32)  # init reads shapes only
     initialize = jax.jit(
         functools.partial(init_state, objective, optimizers, seed=config.seed),
         out_shardings=NamedSharding(mesh, P()),
@@ -284,7 +285,7 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
     step_fn = compile_train_step(objective, optimizers, schedules, mesh)
     sharding = NamedSharding(mesh, P("data"))
     log = MetricsLog(workdir, start_step, config.num_steps, enabled=is_main)
-    data = batches(dataset, config.batch_size, config.seed, start_step, sharding)
+    data = dataset.train_batches(config.batch_size, config.seed, start_step, sharding)
     pending = []
     try:
         for step, batch in data:
@@ -302,16 +303,20 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
             if save_now:
                 checkpoints.save(done, state)
     finally:
+        data.close()  # stops the readers of a streamed dataset before the readout
         checkpoints.close()
         log.close()
 
-    if not (config.readout.enabled and dataset.train_labels is not None):
-        if is_main and dataset.train_labels is None:
+    if not (config.readout.enabled and dataset.has_labels):
+        if is_main and not dataset.has_labels:
             print("readout skipped: the dataset has no labels.")
         return {}
     from ssl_jax.readout import run_readout
 
-    result = run_readout(config, dataset, state, initial_state=initialize(sample_images))
+    in_memory = dataset.readout_data(
+        config.readout.max_train_examples, config.readout.max_heldout_examples
+    )
+    result = run_readout(config, in_memory, state, initial_state=initialize(sample_images))
     if is_main:
         with open(os.path.join(workdir, "readout.json"), "w") as f:
             json.dump(result, f, indent=2)

@@ -3,23 +3,29 @@
 Offline: two tiny ArrayRecord datasets are built here by GeneratorBasedBuilders that store
 `tfds.features.Tensor(uint8)` images (no TensorFlow needed), and the catalogue datasets
 (cifar10, imagenet2012) are exercised through `tfds.testing.mock_data`. Every image of the tiny
-datasets is filled with its example id, so a batch says which examples it holds.
+datasets is filled with its example id, so a batch says which examples it holds. The last tests
+train on them through `ssl_jax.train.main`.
 """
 
 import contextlib
 import dataclasses
 import importlib.abc
 import importlib.resources
+import json
 import os
 import shutil
 import sys
 import time
 from unittest import mock
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from ssl_jax import train
 from ssl_jax.data.tfds import (
     TfdsSpec,
     choose_heldout_split,
@@ -28,6 +34,8 @@ from ssl_jax.data.tfds import (
     resize_and_center_crop,
 )
 from ssl_jax.errors import UserError
+from ssl_jax.train import make_mesh
+from tests.test_cli_and_checkpoints import error_line, final_params, write_config
 
 NUM_TRAIN, NUM_TEST, NUM_CLASSES = 40, 12, 4
 IMAGE_SHAPE = (6, 5, 3)
@@ -157,7 +165,7 @@ def test_tiny_dataset_metadata_and_batch_shapes(tiny):
     assert tiny.num_classes == NUM_CLASSES
     assert tiny.num_train_examples == NUM_TRAIN
     assert tiny.heldout_split == "test"
-    step, batch = next(tiny.train_batches(8, seed=0, process_index=0, process_count=1))
+    step, batch = next(tiny.local_train_batches(8, seed=0, process_index=0, process_count=1))
     assert step == 0
     assert batch["images"].shape == (8, *IMAGE_SHAPE) and batch["images"].dtype == np.uint8
     assert batch["labels"].shape == (8,) and batch["labels"].dtype == np.int32
@@ -166,13 +174,13 @@ def test_tiny_dataset_metadata_and_batch_shapes(tiny):
 
 def test_resumed_iterator_sees_the_batches_of_an_uninterrupted_run(tiny):
     args = dict(global_batch=8, seed=3, process_index=0, process_count=1)
-    uninterrupted = take(tiny.train_batches(**args), 9)  # 5 steps per epoch: crosses an epoch
-    resumed = take(tiny.train_batches(start_step=6, **args), 3)
+    uninterrupted = take(tiny.local_train_batches(**args), 9)  # 5 steps per epoch: crosses an epoch
+    resumed = take(tiny.local_train_batches(start_step=6, **args), 3)
     assert [step for step, _ in resumed] == [6, 7, 8]
     assert [ids(b) for _, b in resumed] == [ids(b) for _, b in uninterrupted[6:]]
     random_access = tiny.train_dataset(8, 3, process_index=0, process_count=1)
     assert ids(random_access[7]) == ids(uninterrupted[7][1])
-    other_seed = take(tiny.train_batches(8, seed=4, process_index=0, process_count=1), 1)
+    other_seed = take(tiny.local_train_batches(8, seed=4, process_index=0, process_count=1), 1)
     assert ids(other_seed[0][1]) != ids(uninterrupted[0][1])
 
 
@@ -224,8 +232,8 @@ def test_two_processes_read_disjoint_halves_of_the_global_batch(tiny):
 
 def test_worker_processes_yield_the_same_batches_as_threads(tiny):
     args = dict(global_batch=8, seed=2, start_step=3, process_index=1, process_count=2)
-    threaded = take(tiny.train_batches(**args), 4)
-    batches = tiny.train_batches(worker_count=2, **args)
+    threaded = take(tiny.local_train_batches(**args), 4)
+    batches = tiny.local_train_batches(worker_count=2, **args)
     in_workers = take(batches, 4)
     batches.close()
     assert [s for s, _ in in_workers] == [3, 4, 5, 6]
@@ -235,7 +243,7 @@ def test_worker_processes_yield_the_same_batches_as_threads(tiny):
 def test_image_size_resizes_on_the_host(data_dir):
     ds = load_tfds("tfds:ssl_jax_tiny_labelled", image_size=4, data_dir=data_dir)
     assert ds.image_shape == (4, 4, 3)
-    _, batch = next(ds.train_batches(8, seed=0, process_index=0, process_count=1))
+    _, batch = next(ds.local_train_batches(8, seed=0, process_index=0, process_count=1))
     assert batch["images"].shape == (8, 4, 4, 3)
     flat = batch["images"].reshape(8, -1)
     np.testing.assert_array_equal(flat, np.repeat(flat[:, :1], flat.shape[1], axis=1))
@@ -263,7 +271,7 @@ def test_eval_arrays_reads_the_heldout_split_in_order(tiny):
 def test_unlabelled_dataset_yields_images_only(data_dir):
     ds = load_tfds("tfds:ssl_jax_tiny_unlabelled", data_dir=data_dir)
     assert ds.num_classes is None and ds.heldout_split == "validation"
-    _, batch = next(ds.train_batches(8, seed=0, process_index=0, process_count=1))
+    _, batch = next(ds.local_train_batches(8, seed=0, process_index=0, process_count=1))
     assert set(batch) == {"images"}
     images, labels = ds.eval_arrays()
     assert labels is None and images.shape == (NUM_TEST, *IMAGE_SHAPE)
@@ -278,7 +286,7 @@ def test_split_spec_selects_part_of_the_training_split(data_dir):
 def test_mock_cifar10_is_read_without_importing_tensorflow():
     with tfds.testing.mock_data(num_examples=24), spy_on_tensorflow_imports() as spy:
         ds = load_tfds("tfds:cifar10")
-        batches = take(ds.train_batches(8, seed=0, process_index=0, process_count=1), 4)
+        batches = take(ds.local_train_batches(8, seed=0, process_index=0, process_count=1), 4)
         images, labels = ds.eval_arrays(max_examples=10)
     assert spy.attempts == [] and "tensorflow" not in sys.modules
     assert ds.image_shape == (32, 32, 3) and ds.num_classes == 10
@@ -294,7 +302,7 @@ def test_variable_size_images_need_an_image_size():
         with pytest.raises(UserError, match="vary in size.*image_size"):
             load_tfds("tfds:imagenet2012")
         ds = load_tfds("tfds:imagenet2012", image_size=16)
-        _, batch = next(ds.train_batches(8, seed=0, process_index=0, process_count=1))
+        _, batch = next(ds.local_train_batches(8, seed=0, process_index=0, process_count=1))
     assert batch["images"].shape == (8, 16, 16, 3) and ds.num_classes == 1000
 
 
@@ -316,6 +324,7 @@ def test_unprepared_dataset_names_the_command_that_prepares_it(tmp_path, monkeyp
     message = str(caught.value)
     assert "\n" not in message
     assert f"tfds build cifar10 --file_format=array_record --data_dir={tmp_path}" in message
+    assert "pip install 'ssl_jax[prepare]' && tfds build" in message
     assert "TFDS_DATA_DIR" in message and "not prepared" in message
 
 
@@ -340,3 +349,73 @@ def test_batch_size_errors_are_user_errors(tiny):
         tiny.train_dataset(64, seed=0, process_index=0, process_count=1)
     with pytest.raises(UserError, match="does not split evenly over 3 processes"):
         tiny.train_dataset(8, seed=0, process_index=0, process_count=3)
+
+
+# --- through the trainer ------------------------------------------------------------------
+
+
+def tfds_argv(tmp_path, data_dir, dataset, workdir="run", **fields):
+    """``train.main`` arguments for a tiny autoencoder run (the quickest objective to compile)
+    on ``tfds:dataset``, 8×8 after the host resize."""
+    fields = {"data.image_size": 8, "batch_size": 8, **fields}
+    config = write_config(tmp_path, "autoencoder", **fields)
+    return [
+        "--config",
+        config,
+        "--workdir",
+        str(tmp_path / workdir),
+        f"--config.dataset=tfds:{dataset}",
+        f"--config.data.data_dir={data_dir}",
+    ]
+
+
+def test_batches_arrive_on_the_mesh_as_the_process_slices(tiny):
+    sharding = NamedSharding(make_mesh(8), P("data"))
+    step, batch = next(tiny.train_batches(8, 5, 3, sharding))
+    _, local = next(tiny.local_train_batches(8, seed=5, start_step=3))
+    assert step == 3 and batch["images"].sharding == sharding
+    np.testing.assert_array_equal(jax.device_get(batch["images"]), local["images"])
+    np.testing.assert_array_equal(jax.device_get(batch["labels"]), local["labels"])
+
+
+def test_readout_data_holds_the_first_examples_of_each_split(tiny):
+    data = tiny.readout_data(max_train=24, max_heldout=5)
+    assert data.train_images.shape == (24, *IMAGE_SHAPE) and len(data.test_labels) == 5
+    np.testing.assert_array_equal(data.train_labels, data.train_images[:, 0, 0, 0] % NUM_CLASSES)
+    assert set(data.test_images[:, 0, 0, 0]) <= set(range(NUM_TRAIN, NUM_TRAIN + NUM_TEST))
+
+
+def test_unlabelled_tfds_run_resumes_bitwise_and_skips_the_readout(tmp_path, data_dir, capsys):
+    # 40 examples, batch 8: 5 steps an epoch, so the resumed half crosses an epoch boundary.
+    fields = {"num_steps": 8, "checkpoint_every": 4, "readout.enabled": True}
+    argv = tfds_argv(tmp_path, data_dir, "ssl_jax_tiny_unlabelled", **fields)
+    assert train.main(argv) == 0
+    assert "readout skipped: the dataset has no labels." in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(argv[3], "readout.json"))
+    uninterrupted, _, _ = final_params(argv[3])
+    assert train.main([*argv, "--resume_from_step", "4"]) == 0  # a new trainer from step 4
+    resumed, _, step = final_params(argv[3])
+    assert step == 8
+    for a, b in zip(jax.tree.leaves(uninterrupted), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tfds_readout_embeds_at_most_the_configured_examples(tmp_path, data_dir):
+    # The linear probe's validation split needs all 40 training examples for 4 classes; the
+    # training-split cap is checked by the test above.
+    fields = {"readout.enabled": True, "readout.knn_k": 5, "num_steps": 2}
+    argv = tfds_argv(tmp_path, data_dir, "ssl_jax_tiny_labelled", **fields)
+    assert train.main([*argv, "--config.readout.max_heldout_examples=8"]) == 0
+    with open(os.path.join(argv[3], "readout.json")) as f:
+        readout = json.load(f)
+    assert readout["settings"]["train_examples"] == NUM_TRAIN
+    assert readout["settings"]["held_out_examples"] == 8
+    assert 0.0 <= readout["knn"]["trained"] <= 1.0
+
+
+def test_unprepared_tfds_dataset_stops_the_cli_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "empty"))
+    config = write_config(tmp_path)
+    argv = ["--config", config, "--workdir", str(tmp_path / "w"), "--config.dataset=tfds:cifar10"]
+    err = error_line(capsys, argv)
+    assert "not prepared" in err and "pip install 'ssl_jax[prepare]'" in err

@@ -11,8 +11,13 @@ optional integer label per image, already split into `train` and a fixed held-ou
   uint8 or float in [0, 1]; ``labels`` (N,) integers is optional. Held out: 20%, stratified by
   label when labels exist, seed 0.
 
-``tfds:NAME`` is recognised by the name parser and routed to `ssl_jax.data.tfds` (large datasets
-streamed through grain), which is not part of this module.
+``tfds:NAME[:SPLIT]`` names a TFDS dataset, streamed from ArrayRecord files through grain by
+`ssl_jax.data.tfds` (see docs/datasets.md).
+
+What the trainer uses, the same for a `Dataset` and a `TfdsDataset`: ``name``,
+``image_shape``, ``num_train_examples``, ``has_labels``, ``train_batches(global_batch, seed,
+start_step, sharding)`` (``(step, batch)`` with the batch on the mesh, the order a function
+of seed and step) and ``readout_data(max_train, max_heldout)`` (an in-memory `Dataset`).
 """
 
 import dataclasses
@@ -21,6 +26,7 @@ import os
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from ssl_jax.data import pipeline
 from ssl_jax.errors import UserError, unknown_name
 
 SPLIT_SEED = 0
@@ -39,6 +45,29 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])
+
+    @property
+    def num_train_examples(self) -> int:
+        return len(self.train_images)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.train_labels is not None
+
+    def train_batches(self, global_batch: int, seed: int, start_step: int, sharding):
+        """Yields ``(step, batch)`` from ``start_step`` on; ``batch`` lives on the mesh."""
+        return pipeline.batches(self, global_batch, seed, start_step, sharding)
+
+    def readout_data(self, max_train: int, max_heldout: int) -> "Dataset":
+        """The first ``max_train`` training and ``max_heldout`` held-out examples."""
+        first = lambda array, count: None if array is None else array[:count]
+        return dataclasses.replace(
+            self,
+            train_images=self.train_images[:max_train],
+            train_labels=first(self.train_labels, max_train),
+            test_images=self.test_images[:max_heldout],
+            test_labels=first(self.test_labels, max_heldout),
+        )
 
     @property
     def num_classes(self) -> int | None:
@@ -151,15 +180,19 @@ def validate_images(images, source: str) -> np.ndarray:
 _LOADERS = {"mnist_subset": load_mnist_subset, "digits": load_digits}
 
 
-def load_dataset(name: str) -> Dataset:
-    """Loads a dataset by its config name: 'mnist_subset', 'digits' or 'npz:/path/file.npz'."""
+def load_dataset(name: str, tfds_options=None):
+    """Loads a dataset by its config name: 'mnist_subset', 'digits', 'npz:/path/file.npz' or
+    'tfds:NAME[:SPLIT]'. ``tfds_options`` (the config's ``data`` fields: image_size,
+    data_dir, heldout_split, worker_count, read_threads, prefetch_batches) apply to TFDS
+    datasets only; the others are a `Dataset` held in memory."""
     if name.startswith("npz:"):
         return load_npz(name[len("npz:") :])
     if name.startswith("tfds:"):
-        raise UserError(
-            f"dataset {name!r}: TFDS datasets are read by ssl_jax.data.tfds, which this "
-            "install does not provide; use 'mnist_subset', 'digits' or 'npz:/path/file.npz'."
-        )
+        # Imported here: tensorflow_datasets and grain take seconds to import, and only
+        # TFDS runs need them.
+        from ssl_jax.data.tfds import load_tfds
+
+        return load_tfds(name, **dict(tfds_options or {}))
     if name not in _LOADERS:
-        raise unknown_name("dataset", name, [*_LOADERS, "npz:/path/file.npz"])
+        raise unknown_name("dataset", name, [*_LOADERS, "npz:/path/file.npz", "tfds:NAME"])
     return _LOADERS[name]()

@@ -7,14 +7,21 @@ uninterrupted run sees from step s on.
 
 Each process builds only its own slice of the global batch (``process_index``-th of
 ``process_count`` equal slices) and `jax.make_array_from_process_local_data` assembles the
-global, batch-sharded array on the mesh, so the same code runs on one host or many.
+global, batch-sharded array on the mesh, so the same code runs on one host or many. TFDS
+datasets (`ssl_jax.data.tfds`) keep the same contract and reach the mesh through `on_mesh`.
 """
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
-from ssl_jax.data.datasets import Dataset
 from ssl_jax.errors import UserError
+
+if TYPE_CHECKING:  # datasets.py imports this module; the annotation alone needs no cycle
+    from ssl_jax.data.datasets import Dataset
 
 
 def steps_per_epoch(num_examples: int, global_batch: int) -> int:
@@ -41,7 +48,7 @@ def process_slice(indices: np.ndarray) -> np.ndarray:
     return indices[index * per_process : (index + 1) * per_process]
 
 
-def host_batch(dataset: Dataset, indices: np.ndarray) -> dict:
+def host_batch(dataset: "Dataset", indices: np.ndarray) -> dict:
     """Images (and labels when the dataset has them) of ``indices``, as NumPy."""
     batch = {"images": dataset.train_images[indices]}
     if dataset.train_labels is not None:
@@ -54,7 +61,17 @@ def device_batch(local_batch: dict, sharding: jax.sharding.Sharding) -> dict:
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 
 
-def batches(dataset: Dataset, global_batch: int, seed: int, start_step: int, sharding):
+def on_mesh(local_batches: Iterator[tuple[int, dict]], sharding) -> Iterator[tuple[int, dict]]:
+    """``(step, this process's NumPy slice)`` pairs → ``(step, global batch on the mesh)``.
+
+    Closing the result closes ``local_batches``, which stops a reader's threads or workers.
+    """
+    with contextlib.closing(local_batches):
+        for step, local_batch in local_batches:
+            yield step, device_batch(local_batch, sharding)
+
+
+def batches(dataset: "Dataset", global_batch: int, seed: int, start_step: int, sharding):
     """Yields ``(step, batch)`` from ``start_step`` on; ``batch`` lives on the mesh."""
     step = start_step
     num_examples = len(dataset.train_images)

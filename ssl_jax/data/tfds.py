@@ -17,7 +17,8 @@ on any number of hosts, sees the batches an uninterrupted run sees.
 
 The held-out split for the readout is ``test``, or ``validation`` when there is no ``test`` or
 its labels are withheld (ImageNet's are all -1). Labels are the ``label`` feature when it is a
-ClassLabel; datasets without one are unlabelled.
+ClassLabel; datasets without one, or whose training split has its labels withheld, are
+unlabelled: they pretrain, and the trainer skips the readout.
 """
 
 import dataclasses
@@ -35,7 +36,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssl_jax.data.pipeline import steps_per_epoch
+from ssl_jax.data.datasets import Dataset
+from ssl_jax.data.pipeline import on_mesh, steps_per_epoch
 from ssl_jax.errors import UserError, close_matches
 
 PREFIX = "tfds:"
@@ -90,7 +92,7 @@ def prepare_command(spec: TfdsSpec, data_dir: str, needs_manual_download: bool) 
     """The shell command that prepares ``spec`` as ArrayRecord files under ``data_dir``."""
     manual = " --manual_dir=DIR_WITH_THE_DOWNLOADED_FILES" if needs_manual_download else ""
     return (
-        f"pip install tensorflow && tfds build {spec.name} --file_format=array_record "
+        f"pip install 'ssl_jax[prepare]' && tfds build {spec.name} --file_format=array_record "
         f"--data_dir={data_dir}{manual}"
     )
 
@@ -177,7 +179,7 @@ def choose_heldout_split(split_names, dataset: str, is_labelled=None) -> str:
     return present[0]
 
 
-def has_labels(source, label_key: str, probes: int = 8) -> bool:
+def split_has_labels(source, label_key: str, probes: int = 8) -> bool:
     """Whether a split carries labels: a few evenly spaced examples have a label >= 0 (TFDS
     marks withheld labels with -1)."""
     keys = np.linspace(0, len(source) - 1, num=min(probes, len(source))).astype(int)
@@ -346,7 +348,9 @@ def _mark_absl_flags_parsed() -> None:
 @dataclasses.dataclass(frozen=True)
 class TfdsDataset:
     """A TFDS dataset read lazily: its training split as grain batches and any split (the
-    held-out one by default) as in-memory arrays for the readout."""
+    held-out one by default) as in-memory arrays for the readout. The reading fields are
+    defaults of `local_train_batches`, so `train_batches` has the in-memory `Dataset`'s
+    signature."""
 
     spec: TfdsSpec
     data_dir: str
@@ -355,6 +359,13 @@ class TfdsDataset:
     image_shape: tuple[int, int, int]  # of the host batches: [H, W, C]
     num_classes: int | None  # None: unlabelled, batches carry no 'labels'
     preprocess: HostPreprocess
+    worker_count: int = 0  # grain worker processes decoding batches; 0: threads only
+    read_threads: int = 4
+    prefetch_batches: int = 4
+
+    @property
+    def has_labels(self) -> bool:
+        return self.num_classes is not None
 
     @property
     def name(self) -> str:
@@ -383,7 +394,12 @@ class TfdsDataset:
             process_count=jax.process_count() if process_count is None else process_count,
         )
 
-    def train_batches(
+    def train_batches(self, global_batch: int, seed: int, start_step: int, sharding):
+        """Yields ``(step, batch)`` from ``start_step`` on, ``batch`` on the mesh: this process
+        reads only its slice and the global array is assembled there."""
+        return on_mesh(self.local_train_batches(global_batch, seed, start_step), sharding)
+
+    def local_train_batches(
         self,
         global_batch: int,
         seed: int,
@@ -391,9 +407,9 @@ class TfdsDataset:
         *,
         process_index: int | None = None,
         process_count: int | None = None,
-        worker_count: int = 0,
-        read_threads: int = 4,
-        prefetch_batches: int = 4,
+        worker_count: int | None = None,
+        read_threads: int | None = None,
+        prefetch_batches: int | None = None,
     ) -> Iterator[tuple[int, dict]]:
         """Yields ``(step, local_batch)`` from ``start_step`` on, forever: ``local_batch`` is
         NumPy ``{'images': uint8 [L, H, W, C], 'labels'?: int32 [L]}``, this process's slice of
@@ -402,8 +418,11 @@ class TfdsDataset:
         Batches are read ahead by ``read_threads`` threads into a buffer of
         ``prefetch_batches``; with ``worker_count > 0`` that work moves to that many worker
         processes (each takes every worker_count-th step), which keeps decoding off the
-        trainer's GIL. The order is the same either way.
+        trainer's GIL. The order is the same either way. All three default to the dataset's own.
         """
+        worker_count = self.worker_count if worker_count is None else worker_count
+        read_threads = self.read_threads if read_threads is None else read_threads
+        prefetch_batches = self.prefetch_batches if prefetch_batches is None else prefetch_batches
         dataset = self.train_dataset(
             global_batch, seed, process_index=process_index, process_count=process_count
         )
@@ -440,12 +459,27 @@ class TfdsDataset:
             grain.MapDataset.source(source)[:count]
             .map(self.preprocess)
             .batch(256)
-            .to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))
+            .to_iter_dataset(
+                # grain warns when fewer batches are buffered than threads read
+                grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=read_threads)
+            )
         )
         images = np.concatenate([chunk["images"] for chunk in chunks])
         if self.preprocess.label_key is None:
             return images, None
         return images, np.concatenate([chunk["labels"] for chunk in chunks])
+
+    def readout_data(self, max_train: int, max_heldout: int) -> Dataset:
+        """The first ``max_train`` examples of the training split and ``max_heldout`` of the
+        held-out one, in file order, in memory. TFDS shuffles examples when it writes the files,
+        so a prefix is a fair sample. Examples whose label is withheld (-1, e.g. STL-10's
+        ``unlabelled`` part of ``train+unlabelled``) are left out of the training part."""
+        train_images, train_labels = self.eval_arrays(self.spec.split, max_train)
+        test_images, test_labels = self.eval_arrays(None, max_heldout)
+        if train_labels is not None:
+            labelled = train_labels >= 0
+            train_images, train_labels = train_images[labelled], train_labels[labelled]
+        return Dataset(self.name, train_images, train_labels, test_images, test_labels)
 
     def __repr__(self) -> str:
         labels = f"{self.num_classes} classes" if self.num_classes else "no labels"
@@ -460,24 +494,38 @@ def load_tfds(
     image_size: int | None = None,
     data_dir: str | None = None,
     heldout_split: str | None = None,
+    worker_count: int = 0,
+    read_threads: int = 4,
+    prefetch_batches: int = 4,
 ) -> TfdsDataset:
     """Opens ``tfds:NAME[/CONFIG][:VERSION][:SPLIT]`` prepared as ArrayRecord under
     ``data_dir`` ($TFDS_DATA_DIR, ~/tensorflow_datasets by default). ``image_size`` resizes
     every image to ``image_size × image_size`` on the host (needed when sizes vary);
-    ``heldout_split`` overrides the default held-out split (``test``, else ``validation``)."""
+    ``heldout_split`` overrides the default held-out split (``test``, else ``validation``).
+    0 and "" mean the default too, as the config writes them. The reading options are the
+    defaults of `TfdsDataset.local_train_batches`.
+
+    A training split whose labels are withheld (all -1, like STL-10's ``unlabelled``) is
+    read as unlabelled."""
+    image_size = image_size or None  # the config writes "not set" as 0 and ""
+    heldout_split = heldout_split or None
     parsed = parse_tfds_spec(spec)
     data_dir = resolve_data_dir(data_dir)
     source = open_source(parsed, parsed.split, data_dir)
     info = source.dataset_info
     features = info.features
     image_key, label_key = find_image_key(features), find_label_key(features)
+    if len(source) == 0:
+        raise UserError(f"{parsed.name!r} split {parsed.split!r} holds no examples.")
+    if label_key is not None and not split_has_labels(source, label_key):
+        label_key = None
     if heldout_split is None:
         is_labelled = None
         if label_key is not None:
-            is_labelled = lambda split: has_labels(open_source(parsed, split, data_dir), label_key)
+            is_labelled = lambda split: split_has_labels(
+                open_source(parsed, split, data_dir), label_key
+            )
         heldout_split = choose_heldout_split(info.splits.keys(), parsed.name, is_labelled)
-    if len(source) == 0:
-        raise UserError(f"{parsed.name!r} split {parsed.split!r} holds no examples.")
     return TfdsDataset(
         spec=parsed,
         data_dir=data_dir,
@@ -486,4 +534,7 @@ def load_tfds(
         image_shape=host_image_shape(features[image_key].shape, image_size, parsed.name),
         num_classes=features[label_key].num_classes if label_key else None,
         preprocess=HostPreprocess(image_key=image_key, label_key=label_key, image_size=image_size),
+        worker_count=worker_count,
+        read_threads=read_threads,
+        prefetch_batches=prefetch_batches,
     )
