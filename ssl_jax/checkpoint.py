@@ -3,14 +3,58 @@
 Orbax writes each step into a temporary directory and renames it when complete, so a run
 killed during a save leaves the previous checkpoint as the latest usable one; leftover
 temporary directories are removed when the manager next opens the directory.
+
+A save returns before its arrays are written, so a write failure (disk full, a directory that
+refuses writes) surfaces later: in the next save, or when the run waits for or closes its
+checkpoints. Each of those places turns it into the same one-line `UserError`.
 """
 
+import contextlib
+import logging
 import os
+import re
 
 import jax
 import orbax.checkpoint as ocp
 
 from ssl_jax.errors import UserError
+
+# Tensorstore (which writes the arrays) reports a failed write as a ValueError whose message
+# ends with the OS error number, e.g. "... No space left on device [os_error_code='28']".
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def write_failure_reason(err: BaseException) -> str | None:
+    """The OS's reason if ``err`` is a failed file-system operation, else None."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    match = _OS_ERROR_CODE.search(str(err)) if isinstance(err, ValueError) else None
+    return os.strerror(int(match.group(1))) if match else None
+
+
+def caused_by_write_failure(err: BaseException | None) -> bool:
+    while err is not None:
+        if write_failure_reason(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+class _WriteFailureLogFilter(logging.Filter):
+    """Drops orbax's log records (each with a traceback) of a failed background write.
+
+    Orbax logs the failure in each thread it passes through and then re-raises it to
+    `Checkpoints`, which reports it as one line; without this the user would see several
+    tracebacks for an error that is theirs to fix, not a bug.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        failure = record.exc_info[1] if record.exc_info else None
+        return not (from_orbax and caused_by_write_failure(failure))
+
+
+_WRITE_FAILURE_LOG_FILTER = _WriteFailureLogFilter()
 
 
 class Checkpoints:
@@ -18,11 +62,19 @@ class Checkpoints:
 
     def __init__(self, directory: str, keep: int):
         self.directory = os.path.abspath(directory)
+        self._in_flight: int | None = None  # the step whose asynchronous save may be running
+        logging.getLogger("absl").addFilter(_WRITE_FAILURE_LOG_FILTER)
+        # Directories are created in `save` itself: created in the background, a refused
+        # mkdir leaves orbax's other writers waiting for it for minutes before failing.
+        async_options = ocp.AsyncOptions(create_directories_asynchronously=False)
         try:
             self._manager = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
-                    max_to_keep=keep, cleanup_tmp_directories=True, create=True
+                    max_to_keep=keep,
+                    cleanup_tmp_directories=True,
+                    create=True,
+                    async_options=async_options,
                 ),
             )
         except OSError as err:
@@ -35,14 +87,40 @@ class Checkpoints:
         return list(self._manager.all_steps())
 
     def save(self, step: int, state) -> None:
-        """Starts an asynchronous save of ``state`` at ``step``; returns before it is written."""
-        try:
+        """Starts an asynchronous save of ``state`` at ``step``; returns before it is written.
+
+        Waits for the previous save first (orbax would anyway), so that its failure is
+        reported under its own step.
+        """
+        self.wait()
+        with self._writing(step):
             self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
-        except OSError as err:
-            raise UserError(
-                f"cannot write checkpoint {step} in {self.directory}: {err}; "
-                "free disk space or choose a writable --workdir (earlier checkpoints are intact)."
-            ) from None
+        self._in_flight = step
+
+    @contextlib.contextmanager
+    def _writing(self, step: int | None):
+        """Turns a failed write of checkpoint ``step`` into a `UserError` naming the fix."""
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001 - tensorstore reports OS errors as ValueError
+            reason = write_failure_reason(err)
+            if reason is None:
+                raise
+            raise self._write_error(step, reason) from None
+
+    def _write_error(self, step: int | None, reason: str) -> UserError:
+        # The manager forgets steps a failed save meant to replace; the disk still has them.
+        self._manager.reload()
+        latest = self._manager.latest_step()
+        kept = (
+            f"checkpoint {latest} is intact and --resume continues from it"
+            if latest is not None
+            else "there is no earlier checkpoint"
+        )
+        return UserError(
+            f"cannot write checkpoint {step} in {self.directory}: {reason}; free disk space "
+            f"or make the directory writable ({kept}), or start again in another --workdir."
+        )
 
     def restore(self, step: int, like):
         """Restores ``step`` with the structure, dtypes and shardings of the pytree ``like``."""
@@ -79,8 +157,11 @@ class Checkpoints:
         return later
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        """Waits until the last save is written; raises `UserError` if it failed."""
+        step, self._in_flight = self._in_flight, None
+        with self._writing(step):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        self.wait()
         self._manager.close()

@@ -4,8 +4,14 @@
 - ``toy_alternating``: a GAN-shaped objective, two parameter groups with their own optimizers.
 - ``toy_nan_after``: reconstructs, then returns a NaN loss from a given step on.
 - ``toy_slow``: SimCLR with a pause in every step, so a test can kill a run part-way.
+
+And one hook, ``slow_down_run``: host-side pauses after each logged step and half-way through
+each checkpoint save, so a test can kill a run at a chosen step or while a save is in flight.
+Unlike ``toy_slow``'s in-step callback, it leaves the compiled program unchanged (and so
+cacheable by JAX's persistent compilation cache, which skips programs with host callbacks).
 """
 
+import os
 import time
 
 import flax.linen as nn
@@ -157,3 +163,39 @@ def make_slow(config, image_shape):
         return value, out
 
     return Objective("toy_slow", base.init, loss)
+
+
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax writes step N into N.orbax-checkpoint-tmp first
+
+
+def slow_down_run(step_sec: float, save_sec: float, marker_dir: str) -> None:
+    """Pauses ``step_sec`` after each logged step, and each save ``save_sec`` half-way.
+
+    The save pause is in orbax's background writer, just before it writes the array metadata
+    (``_METADATA``) into the step's temporary directory: the arrays are being written, the
+    step is not yet renamed into place, and the training loop runs on meanwhile. Entering it
+    touches ``marker_dir/saving_STEP``.
+    """
+    from etils import epath
+
+    from ssl_jax.logs import MetricsLog
+
+    log_write = MetricsLog.write
+
+    def paused_log_write(self, *args, **kwargs):
+        log_write(self, *args, **kwargs)
+        time.sleep(step_sec)
+
+    path_class = type(epath.Path("/"))
+    write_text = path_class.write_text
+
+    def paused_write_text(self, *args, **kwargs):
+        steps = [p.name.split(".")[0] for p in self.parents if p.name.endswith(TMP_SUFFIX)]
+        step = next((s for s in steps if s.isdigit()), None)
+        if self.name == "_METADATA" and step is not None:
+            open(os.path.join(marker_dir, f"saving_{step}"), "w").close()
+            time.sleep(save_sec)
+        return write_text(self, *args, **kwargs)
+
+    MetricsLog.write = paused_log_write
+    path_class.write_text = paused_write_text
