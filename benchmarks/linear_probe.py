@@ -26,7 +26,7 @@ def make_features(n, dim, classes, seed=0):
     means = rng.normal(size=(classes, dim))
     means *= 1.5 / np.linalg.norm(means, axis=1, keepdims=True)
     labels = rng.integers(0, classes, n)
-    x = means[labels] + rng.normal(size=(n, dim)) / np.sqrt(dim) * 3.0
+    x = means[labels] + rng.normal(size=(n, dim)) / np.sqrt(dim) * 12.0
     x = (x - x.mean(0)) / x.std(0)
     return x.astype(np.float32), labels.astype(np.int32)
 
@@ -83,11 +83,12 @@ def main():
         f"{'lambda':>8} {'J jax':>12} {'J sklearn':>12} {'rel diff':>9} "
         f"{'acc jax':>8} {'acc sk':>8} {'it jax':>7} {'it sk':>6}"
     )
-    agreeing, lower = [], {"jax": 0, "sklearn": 0}
+    agreeing, lower, held_out = [], {"jax": 0, "sklearn": 0}, []
     for l2, (p_jax, it_jax), (p_sk, it_sk) in zip(grid, jax_fits, sk_fits, strict=True):
         j_jax, j_sk = objective(p_jax, x, y, l2), objective(p_sk, x, y, l2)
         rel = (j_jax - j_sk) / abs(j_sk)
         a_jax, a_sk = accuracy(p_jax, x_test, y_test), accuracy(p_sk, x_test, y_test)
+        held_out.append((a_sk, l2, a_jax))
         if abs(rel) <= 1e-4:
             agreeing.append(abs(a_jax - a_sk))
         else:
@@ -104,6 +105,10 @@ def main():
         f"points; elsewhere the lower objective is jax's {lower['jax']}×, "
         f"scikit-learn's {lower['sklearn']}×"
     )
+    # At λ ≥ ~1e3 W is ~0 and the prediction hinges on a negligible W·x against the bias, so
+    # the accuracy that matters is at the useful λ: the one best for scikit-learn.
+    a_sk, l2, a_jax = max(held_out)
+    print(f"at the best λ for scikit-learn ({l2:.0e}): held-out {a_jax:.4f} (jax) vs {a_sk:.4f}")
     print(f"jax L-BFGS: {jax_sec:.1f} s (+ {compile_sec:.1f} s compilation)")
     print(f"scikit-learn lbfgs: {sklearn_sec:.1f} s")
     print(f"speed-up: {sklearn_sec / jax_sec:.2f}×")

@@ -305,6 +305,20 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_options(pairs) -> dict:
+    """``["steps=2000", "lr=0.1"]`` → ``{"steps": 2000, "lr": 0.1}``; non-JSON values stay text."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--set {pair!r}: write KEY=VALUE, e.g. --set steps=2000.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ssl_jax.evaluate", description=__doc__.split("\n")[0]
@@ -317,9 +331,26 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
     parser.add_argument("--output", help="directory for the results (default: DIR/eval)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword of the protocol's function, VALUE as JSON (e.g. steps=2000, "
+        "l2_grid=[1,0.01], weight_decay=0.0005)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        evaluate(args.checkpoint, args.protocol, args.layer, args.dataset, args.output, args.seed)
+        options = parse_options(args.set)
+        evaluate(
+            args.checkpoint,
+            args.protocol,
+            args.layer,
+            args.dataset,
+            args.output,
+            args.seed,
+            options,
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

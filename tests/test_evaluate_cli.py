@@ -76,6 +76,17 @@ def test_unknown_protocol_lists_the_protocols(trained_run, capsys):
     assert err.count("\n") == 1 and "disentanglement" in err
 
 
+def test_options_are_parsed_as_json_and_bad_ones_named(tmp_path, capsys):
+    assert evaluate.parse_options(["steps=20", "l2_grid=[1, 0.01]", "head_init=zero"]) == {
+        "steps": 20,
+        "l2_grid": [1, 0.01],
+        "head_init": "zero",
+    }
+    args = ["--checkpoint", str(tmp_path), "--protocol", "knn", "--set", "k"]
+    assert evaluate.main(args) == 2
+    assert "write KEY=VALUE" in capsys.readouterr().err
+
+
 def test_fewshot_protocol_reports_ridge_and_lbfgs(trained_run):
     _, workdir = trained_run
     report = evaluate.evaluate(workdir, "fewshot")
