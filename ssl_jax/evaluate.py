@@ -3,11 +3,13 @@
     python -m ssl_jax.evaluate --checkpoint runs/simclr_mnist --protocol linear
     python -m ssl_jax.evaluate --checkpoint random:experiments/simclr_mnist.py --protocol knn
 
-Protocols: linear (L-BFGS, L2 chosen on validation), linear_sgd, knn, finetune, fewshot,
-diagnostics. Every result is printed beside the same protocol on a randomly initialised
-encoder of the same config (the run's own step-0 parameters), and written with every setting
-to ``DIR/eval/<protocol>.json`` (``--output`` for ``random:`` checkpoints). Features of a
-layer are computed once (batch norm in inference mode) and cached in ``DIR/eval/features/``.
+Protocols: linear (L-BFGS, L2 chosen on validation), linear_sgd, knn, finetune, fewshot
+(ridge and L-BFGS), diagnostics (collapse measures and PCA / t-SNE plots), disentanglement
+(MIG, DCI, β-VAE, FactorVAE on generated shapes). Every result is printed beside the same
+protocol on a randomly initialised encoder of the same config (the run's own step-0
+parameters), and written with every setting to ``DIR/eval/<protocol>.json`` (``--output``
+for ``random:`` checkpoints). Features of a layer are computed once (batch norm in inference
+mode) and cached in ``DIR/eval/features/``.
 """
 
 import argparse
@@ -27,8 +29,17 @@ from ssl_jax.encoder import Encoder, load_encoder
 from ssl_jax.errors import UserError, unknown_name
 from ssl_jax.models import build_encoder
 
-PROTOCOLS = ("linear", "linear_sgd", "knn", "finetune", "fewshot", "diagnostics")
+PROTOCOLS = (
+    "linear",
+    "linear_sgd",
+    "knn",
+    "finetune",
+    "fewshot",
+    "diagnostics",
+    "disentanglement",
+)
 FEATURE_PROTOCOLS = ("linear", "knn", "fewshot", "diagnostics")
+ALIGNMENT_IMAGES = 1000  # test images whose two augmented views give the alignment
 
 
 def random_encoder(config, image_shape, seed=None) -> Encoder:
@@ -94,9 +105,98 @@ def cached_features(encoder, dataset, layer, cache_dir, tag):
     return train_x, test_x
 
 
-def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed) -> dict:
+def fewshot_both(train_x, train_y, test_x, test_y, seed) -> dict:
+    """Few-shot by closed-form ridge and by the L-BFGS probe, same draws, side by side."""
     from ssl_jax import evaluation
 
+    by_method = {
+        method: evaluation.fewshot(train_x, train_y, test_x, test_y, seed=seed, method=method)
+        for method in ("ridge", "lbfgs")
+    }
+    # Top-level scalars are the printed table's rows: mean accuracy per method and k.
+    rows = {
+        f"{method}_{k}shot_mean": v["mean"]
+        for method, result in by_method.items()
+        for k, v in result["test_top1_by_shots"].items()
+    }
+    return {"protocol": "fewshot", **rows, **by_method}
+
+
+def augmented_pair(encoder, images, seed):
+    """Embeddings of two augmented views of ``images`` (the run's aug config, two global views)."""
+    from ssl_jax import augment
+    from ssl_jax.data.pipeline import to_float_images
+
+    config = encoder.config.get("aug") if encoder.config is not None else None
+    config = augment.default_config() if config is None else config.copy_and_resolve_references()
+    config.num_global, config.num_local = 2, 0
+    config.global_size = None  # views the size the encoder takes
+    views = augment.make_views(
+        to_float_images(jnp.asarray(images)), jax.random.PRNGKey(seed), config
+    )
+    return [encoder.embed(np.asarray(v)) for v in views]
+
+
+def diagnostics(encoder, dataset, test_x, plot_dir, prefix, seed) -> dict:
+    """Collapse diagnostics of the test features, alignment of two views, and PCA / t-SNE PNGs."""
+    from ssl_jax import evaluation
+
+    result = evaluation.collapse_diagnostics(jnp.asarray(test_x))
+    images = dataset.test_images[:ALIGNMENT_IMAGES]
+    z1, z2 = augmented_pair(encoder, images, seed)
+    result["alignment_output"] = float(evaluation.alignment(jnp.asarray(z1), jnp.asarray(z2)))
+    result["settings"] = {
+        "split": "test",
+        "effective_rank": "RankMe, uncentred (effective_rank) and centred (effective_rank_centred)",
+        "uniformity_t": 2.0,
+        "alignment": (
+            f"encoder output of two augmented views of the first {len(images)} test images "
+            "(the run's aug config, two global views), alpha = 2"
+        ),
+    }
+    if dataset.test_labels is not None and plot_dir:
+        plots = evaluation.plot_projections(
+            test_x, dataset.test_labels, plot_dir, prefix=prefix, seed=seed
+        )
+        result["plots"] = plots["paths"]
+        result["settings"]["plots"] = plots["settings"]
+    return result
+
+
+def disentanglement(encoder, seed, options) -> dict:
+    """The four disentanglement scores of the encoder's output on generated shapes.
+
+    Images are rendered at 64×64 by `Shapes` and resized (area) to the encoder's input, with the
+    single channel repeated when it takes colour, so any image encoder can be scored.
+    """
+    from ssl_jax.data.shapes import Shapes
+    from ssl_jax.evaluation.disentanglement import all_scores
+
+    height, width, channels = encoder.image_shape
+
+    def representation_fn(observations):
+        x = jnp.asarray(observations, jnp.float32) / 255.0
+        x = jax.image.resize(x, (len(x), height, width, 1), "linear", antialias=True)
+        x = jnp.clip(jnp.repeat(x, channels, axis=-1), 0.0, 1.0)
+        return encoder.embed(np.asarray(x))
+
+    shapes = Shapes(**options.pop("shapes", {}))
+    result = all_scores(representation_fn, shapes, seed, **options)
+    result["settings"]["images"] = (
+        f"rendered at {shapes.image_size}x{shapes.image_size}, resized (linear, antialiased) to "
+        f"{height}x{width}, channel repeated x{channels}; codes = encoder output"
+    )
+    return {"protocol": "disentanglement", **result}
+
+
+def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed, options=None) -> dict:
+    from ssl_jax import evaluation
+
+    options = dict(options or {})
+    if protocol == "disentanglement":
+        if layer is not None:
+            raise UserError("--layer is not used by the disentanglement protocol (codes = output).")
+        return disentanglement(encoder, seed, options)
     needs_labels = protocol != "diagnostics"
     if needs_labels and dataset.train_labels is None:
         raise UserError(f"protocol {protocol!r} needs labels; dataset {dataset.name!r} has none.")
@@ -104,20 +204,22 @@ def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed) -> dic
         train_x, test_x = cached_features(encoder, dataset, layer, cache_dir, tag)
         args = (train_x, dataset.train_labels, test_x, dataset.test_labels)
         if protocol == "linear":
-            return evaluation.linear_probe(*args, seed=seed)
+            return evaluation.linear_probe(*args, seed=seed, **options)
         if protocol == "knn":
-            return evaluation.knn_sweep(*args)
+            return evaluation.knn_sweep(*args, **options)
         if protocol == "fewshot":
-            return evaluation.fewshot(*args, seed=seed)
-        return evaluation.collapse_diagnostics(jnp.asarray(test_x))
+            return fewshot_both(*args, seed=seed)
+        plot_dir = os.path.dirname(cache_dir) if cache_dir else None
+        prefix = f"diagnostics_{tag}_{layer or 'output'}"
+        return diagnostics(encoder, dataset, test_x, plot_dir, prefix, seed)
     if layer is not None:
         raise UserError(
             f"--layer applies to feature protocols {FEATURE_PROTOCOLS}, not {protocol!r}."
         )
     images = (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
     if protocol == "linear_sgd":
-        return evaluation.linear_probe_sgd(encoder, *images, seed=seed)
-    return evaluation.finetune(encoder, *images, seed=seed)
+        return evaluation.linear_probe_sgd(encoder, *images, seed=seed, **options)
+    return evaluation.finetune(encoder, *images, seed=seed, **options)
 
 
 def to_json(value):
@@ -140,7 +242,14 @@ def headline(result: dict) -> dict:
     }
 
 
-def evaluate(checkpoint, protocol, layer=None, dataset_name=None, output=None, seed=0) -> dict:
+def evaluate(
+    checkpoint, protocol, layer=None, dataset_name=None, output=None, seed=0, options=None
+) -> dict:
+    """Runs ``protocol`` on the checkpoint and its random-init baseline; writes and prints it.
+
+    ``options`` are keyword arguments of the protocol's function (e.g. ``l2_grid``, ``steps``);
+    they are recorded in the report.
+    """
     if protocol not in PROTOCOLS:
         raise unknown_name("protocol", protocol, PROTOCOLS)
     encoder, baseline, dataset, eval_dir = open_checkpoint(checkpoint, dataset_name)
@@ -148,12 +257,19 @@ def evaluate(checkpoint, protocol, layer=None, dataset_name=None, output=None, s
     cache_dir = os.path.join(eval_dir, "features")
     results = {
         "trained" if baseline else "random_init": run_protocol(
-            protocol, encoder, dataset, layer, cache_dir, "trained" if baseline else "random", seed
+            protocol,
+            encoder,
+            dataset,
+            layer,
+            cache_dir,
+            "trained" if baseline else "random",
+            seed,
+            options,
         )
     }
     if baseline is not None:
         results["random_init"] = run_protocol(
-            protocol, baseline, dataset, layer, cache_dir, "random", seed
+            protocol, baseline, dataset, layer, cache_dir, "random", seed, options
         )
     report = {
         "protocol": protocol,
@@ -162,6 +278,12 @@ def evaluate(checkpoint, protocol, layer=None, dataset_name=None, output=None, s
         "layer": layer or "output",
         "dataset": repr(dataset),
         "seed": seed,
+        "options": to_json(options or {}),
+        "splits": {
+            "train": len(dataset.train_images),
+            "test": len(dataset.test_images),
+            "test_split": "the dataset's fixed held-out split; no choice is made on it",
+        },
         "results": to_json(results),
     }
     os.makedirs(eval_dir, exist_ok=True)
@@ -183,6 +305,20 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_options(pairs) -> dict:
+    """``["steps=2000", "lr=0.1"]`` → ``{"steps": 2000, "lr": 0.1}``; non-JSON values stay text."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--set {pair!r}: write KEY=VALUE, e.g. --set steps=2000.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ssl_jax.evaluate", description=__doc__.split("\n")[0]
@@ -195,9 +331,26 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
     parser.add_argument("--output", help="directory for the results (default: DIR/eval)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword of the protocol's function, VALUE as JSON (e.g. steps=2000, "
+        "l2_grid=[1,0.01], weight_decay=0.0005)",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        evaluate(args.checkpoint, args.protocol, args.layer, args.dataset, args.output, args.seed)
+        options = parse_options(args.set)
+        evaluate(
+            args.checkpoint,
+            args.protocol,
+            args.layer,
+            args.dataset,
+            args.output,
+            args.seed,
+            options,
+        )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -62,6 +62,84 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_a_directory_that_is_not_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    assert evaluate.main(["--checkpoint", str(tmp_path), "--protocol", "knn"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not an ssl_jax run" in err
+
+
+def test_unknown_protocol_lists_the_protocols(trained_run, capsys):
+    _, workdir = trained_run
+    assert evaluate.main(["--checkpoint", workdir, "--protocol", "probe"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disentanglement" in err
+
+
+def test_options_are_parsed_as_json_and_bad_ones_named(tmp_path, capsys):
+    assert evaluate.parse_options(["steps=20", "l2_grid=[1, 0.01]", "head_init=zero"]) == {
+        "steps": 20,
+        "l2_grid": [1, 0.01],
+        "head_init": "zero",
+    }
+    args = ["--checkpoint", str(tmp_path), "--protocol", "knn", "--set", "k"]
+    assert evaluate.main(args) == 2
+    assert "write KEY=VALUE" in capsys.readouterr().err
+
+
+def test_fewshot_protocol_reports_ridge_and_lbfgs(trained_run):
+    _, workdir = trained_run
+    report = evaluate.evaluate(workdir, "fewshot")
+    trained = report["results"]["trained"]
+    for method in ("ridge", "lbfgs"):
+        assert trained[method]["settings"]["shots"] == [1, 5, 10, 25]
+        assert trained[method]["settings"]["draws"] == 5
+        assert trained[f"{method}_5shot_mean"] == trained[method]["test_top1_by_shots"]["5"]["mean"]
+    with open(os.path.join(workdir, "eval", "fewshot.json")) as f:
+        assert json.load(f)["results"]["random_init"]["ridge"]["settings"]["seed"] == 0
+
+
+def test_linear_protocol_records_grid_choice_and_splits(trained_run):
+    _, workdir = trained_run
+    report = evaluate.evaluate(workdir, "linear", options={"l2_grid": [1e2, 1.0, 1e-2]})
+    trained = report["results"]["trained"]
+    assert trained["settings"]["l2_grid"] == [1e2, 1.0, 1e-2]
+    assert any(trained["best_l2"] == pytest.approx(float(k)) for k in trained["sweep"])
+    assert report["splits"]["train"] == trained["settings"]["refit_examples"]
+    assert report["options"] == {"l2_grid": [1e2, 1.0, 1e-2]}
+
+
+def test_diagnostics_protocol_writes_alignment_and_plots(trained_run):
+    _, workdir = trained_run
+    report = evaluate.evaluate(workdir, "diagnostics")
+    trained = report["results"]["trained"]
+    assert {"embedding_std", "effective_rank_centred", "uniformity", "alignment_output"} <= set(
+        trained
+    )
+    for name in ("trained", "random"):
+        for method in ("pca", "tsne"):
+            assert os.path.isfile(
+                os.path.join(workdir, "eval", f"diagnostics_{name}_output_{method}.png")
+            )
+
+
+def test_disentanglement_protocol_scores_generated_shapes(trained_run):
+    _, workdir = trained_run
+    options = {
+        "shapes": {"image_size": 16, "factor_sizes": (3, 3, 3, 4, 4)},
+        "num_points": 200,
+        "num_train": 20,
+        "num_eval": 10,
+        "batch_size": 8,
+    }
+    report = evaluate.evaluate(workdir, "disentanglement", options=options)
+    trained = report["results"]["trained"]
+    for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness"):
+        assert 0.0 <= trained[key] <= 1.0
+    assert "resized" in trained["settings"]["images"]
+    assert trained["settings"]["mig"]["num_points"] == 200
+
+
 def test_sgd_probe_and_finetuning_learn_on_digits(trained_run, digits):
     _, workdir = trained_run
     encoder = load_encoder(workdir)

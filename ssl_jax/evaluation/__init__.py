@@ -1,4 +1,4 @@
-"""Evaluation protocols: probes, kNN, few-shot, fine-tuning, collapse and disentanglement.
+"""Evaluation protocols: probes, kNN, few-shot, fine-tuning, collapse, disentanglement, plots.
 
 All take NumPy or JAX arrays, choose no hyperparameter on the test split, and return a dict
 with the results and every setting used. See docs/evaluation.md.
@@ -12,6 +12,7 @@ from ssl_jax.evaluation.diagnostics import (
     uniformity,
 )
 from ssl_jax.evaluation.disentanglement import (
+    all_scores,
     beta_vae_score,
     dci,
     factor_vae_score,
@@ -25,10 +26,15 @@ from ssl_jax.evaluation.linear_probe import (
     fit_logistic_regression,
     linear_probe,
     logistic_objective,
+    sklearn_c,
 )
+from ssl_jax.evaluation.plots import pca_2d, plot_projections, tsne_2d
+from ssl_jax.evaluation.transfer import class_subset
 
 __all__ = [
     "alignment",
+    "all_scores",
+    "class_subset",
     "beta_vae_score",
     "dci",
     "factor_vae_score",
@@ -45,5 +51,9 @@ __all__ = [
     "linear_probe",
     "linear_probe_sgd",
     "logistic_objective",
+    "pca_2d",
+    "plot_projections",
+    "sklearn_c",
+    "tsne_2d",
     "uniformity",
 ]

@@ -33,3 +33,12 @@ def check_features_and_labels(x, y, name: str) -> tuple[np.ndarray, np.ndarray]:
     if len(y) and y.min() < 0:
         raise UserError(f"{name} labels must be non-negative class indices.")
     return x, y.astype(np.int32)
+
+
+def check_same_dimensions(train_x: np.ndarray, test_x: np.ndarray) -> None:
+    """Train and test features must come from the same layer: equal widths."""
+    if train_x.shape[1] != test_x.shape[1]:
+        raise UserError(
+            f"train features have {train_x.shape[1]} dimensions, test {test_x.shape[1]}; "
+            "extract both from the same layer."
+        )

@@ -16,7 +16,7 @@ The mean and standard deviation of test accuracy over the draws are reported per
 import numpy as np
 
 from ssl_jax.errors import UserError
-from ssl_jax.evaluation.checks import check_features_and_labels
+from ssl_jax.evaluation.checks import check_features_and_labels, check_same_dimensions
 from ssl_jax.evaluation.linear_probe import fit_logistic_regression
 
 
@@ -52,6 +52,7 @@ def fewshot(
     """Few-shot accuracy per number of shots; ``shots=None`` uses 1, 5, 10, 25 where possible."""
     train_x, train_y = check_features_and_labels(train_x, train_y, "train")
     test_x, test_y = check_features_and_labels(test_x, test_y, "test")
+    check_same_dimensions(train_x, test_x)
     if method not in ("ridge", "lbfgs"):
         raise UserError(f"fewshot method must be 'ridge' or 'lbfgs', got {method!r}.")
     counts = {int(c): int(n) for c, n in zip(*np.unique(train_y, return_counts=True), strict=True)}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax.errors import UserError
-from ssl_jax.evaluation.checks import check_features_and_labels
+from ssl_jax.evaluation.checks import check_features_and_labels, check_same_dimensions
 
 
 def _normalise(x):
@@ -60,10 +60,7 @@ def _knn_predictions(train_x, train_y, test_x, ks, temperature, num_classes, chu
 def _prepare(train_x, train_y, test_x, test_y, num_classes):
     train_x, train_y = check_features_and_labels(train_x, train_y, "train")
     test_x, test_y = check_features_and_labels(test_x, test_y, "test")
-    if train_x.shape[1] != test_x.shape[1]:
-        raise UserError(
-            f"train features have {train_x.shape[1]} dimensions, test {test_x.shape[1]}."
-        )
+    check_same_dimensions(train_x, test_x)
     num_classes = num_classes or int(train_y.max()) + 1
     return train_x, train_y, test_x, test_y, num_classes
 

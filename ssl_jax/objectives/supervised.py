@@ -4,6 +4,11 @@ Notes 001 §3.1 (supervised representation learning and transfer). The encoder i
 a linear classifier ``classifier``; after pretraining the encoder's features are evaluated
 like any other representation. Label smoothing ε replaces the one-hot target y by
 (1 − ε)·y + ε/K.
+
+Like SimCLR, it logs the cheap collapse diagnostics of the batch's encoder features
+(`ssl_jax.evaluation.diagnostics`): ``embedding_std`` (≈ 1/√d when spread) and
+``effective_rank`` (RankMe, uncentred), so supervised and self-supervised runs can be
+compared on them during pretraining.
 """
 
 import flax.linen as nn
@@ -13,6 +18,7 @@ import optax
 
 from ssl_jax import augment
 from ssl_jax.errors import UserError
+from ssl_jax.evaluation.diagnostics import effective_rank, embedding_std
 from ssl_jax.models import build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
@@ -48,6 +54,13 @@ def make(config, image_shape) -> Objective:
         logits = classifier.apply({"params": params["classifier"]}, h)
         value = smoothed_cross_entropy(logits, batch["labels"], cfg.num_classes, cfg.smoothing)
         accuracy = (jnp.argmax(logits, -1) == batch["labels"]).mean()
-        return value, LossOutput({"encoder": enc_stats}, {"loss": value, "train_acc": accuracy})
+        features = jax.lax.stop_gradient(h.reshape(h.shape[0], -1))
+        metrics = {
+            "loss": value,
+            "train_acc": accuracy,
+            "embedding_std": embedding_std(features),
+            "effective_rank": effective_rank(features),
+        }
+        return value, LossOutput({"encoder": enc_stats}, metrics)
 
     return Objective("supervised", init, loss)
