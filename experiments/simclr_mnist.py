@@ -13,7 +13,7 @@ def get_config():
     c = base_config()
     c.dataset = "mnist_subset"
     c.batch_size = 256
-    c.num_steps = 600
+    c.num_steps = 500
     c.log_every = 25
     c.checkpoint_every = 200
 

@@ -40,11 +40,11 @@ AUTOENCODER = dict(
 )
 
 
-# Measured at these settings: SimCLR kNN 0.946 vs 0.895 at random init (linear 0.974 vs
-# 0.957); the autoencoder kNN 0.908 vs 0.895 (linear 0.962 vs 0.957).
+# Measured: SimCLR kNN 0.946 vs 0.895 at random init (linear 0.974 vs 0.957); the autoencoder
+# after 300 steps kNN 0.908 vs 0.895 and linear 0.957 vs 0.957, a tie, hence its 450 steps.
 @pytest.mark.parametrize(
     ("objective", "num_steps", "knn_margin"),
-    [(SIMCLR, 150, 0.03), (AUTOENCODER, 300, 0.005)],
+    [(SIMCLR, 150, 0.03), (AUTOENCODER, 450, 0.005)],
     ids=["simclr", "autoencoder"],
 )
 def test_pretraining_beats_random_init_on_held_out_digits(

@@ -51,9 +51,11 @@ def test_eight_devices_reproduce_one_device(objective, digits):
     one, losses_one = run_steps(config, digits, num_devices=1, num_steps=2)
     eight, losses_eight = run_steps(config, digits, num_devices=8, num_steps=2)
     np.testing.assert_allclose(losses_eight, losses_one, rtol=1e-5)
+    # float32 sums taken in another order over 8 shards: entries near zero (queue keys, SGD
+    # updates of small weights) differ by a few 1e-6 in absolute terms, nothing more.
     for name in ("params", "batch_stats", "objective_state", "opt_state"):
         jax.tree.map(
-            functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6),
+            functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=5e-6),
             getattr(eight, name),
             getattr(one, name),
         )

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax import augment
-from ssl_jax.evaluation.diagnostics import embedding_std
+from ssl_jax.evaluation.diagnostics import alignment, embedding_std, uniformity
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
@@ -86,11 +86,16 @@ def make(config, image_shape) -> Objective:
         z1, z2 = jnp.split(z, 2)
         value, accuracy = nt_xent_loss(z1, z2, cfg.temperature)
         new_stats = {"encoder": enc_stats, "projector": proj_stats}
+        z1, z2 = jax.lax.stop_gradient((z1, z2))
         metrics = {
             "loss": value,
             "contrastive_acc": accuracy,
             # Collapse monitor: ≈ 1/sqrt(dim) when healthy, → 0 when collapsed.
             "embedding_std": embedding_std(jax.lax.stop_gradient(h)),
+            # Wang & Isola's two halves of the contrastive loss, on the projections: positives
+            # pulled together (alignment ↓) while the views spread over the sphere (uniformity ↓).
+            "alignment": alignment(z1, z2),
+            "uniformity": uniformity(z1),
         }
         return value, LossOutput(new_stats, metrics)
 
