@@ -3,6 +3,7 @@
 Kept apart from conftest.py, whose import sets XLA_FLAGS for the test session itself.
 """
 
+import importlib.util
 import os
 
 import ml_collections
@@ -10,6 +11,15 @@ import ml_collections
 from ssl_jax.config import base_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_experiment(name: str):
+    """The script ``experiments/<name>.py`` as a module (experiments/ is not a package)."""
+    path = os.path.join(REPO, "experiments", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(objective: str = "simclr", **objective_fields) -> ml_collections.ConfigDict:

@@ -1,7 +1,6 @@
 """The supervised baseline through the same trainer, the transfer protocol and the comparison
 experiment, on one tiny run: supervised pretraining on digits 0–4, probed on 5–9."""
 
-import importlib.util
 import json
 import os
 import textwrap
@@ -11,16 +10,12 @@ import pytest
 
 from ssl_jax.data import load_dataset
 from ssl_jax.evaluation.transfer import class_subset, save_npz
-from tests.configs import REPO
+from tests.configs import load_experiment
 from tests.test_cli_and_checkpoints import run_cli
 
 
 def _protocol_comparison():
-    path = os.path.join(REPO, "experiments", "protocol_comparison.py")
-    spec = importlib.util.spec_from_file_location("protocol_comparison", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("protocol_comparison")
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,6 @@
 """Smoke test of experiments/layer_correspondence.py and the Tiny-10 model it trains."""
 
-import importlib.util
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -11,16 +9,11 @@ import pytest
 
 from ssl_jax.errors import UserError
 from ssl_jax.models.tiny10 import Tiny10
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.configs import load_experiment
 
 
 def _experiment():
-    path = os.path.join(REPO, "experiments", "layer_correspondence.py")
-    spec = importlib.util.spec_from_file_location("layer_correspondence", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("layer_correspondence")
 
 
 def test_tiny10_returns_every_layer_with_the_papers_shapes():
