@@ -16,8 +16,13 @@ def get_config():
     c.log_every = 50
     c.checkpoint_every = 500
 
+    # Global average pooling, not the flattened 4×4 maps SimCLR's config reads: a random CNN's
+    # flattened maps are a random projection of the pixels, which a linear probe reads nearly
+    # as well as any learned feature (measured at 1,000 steps: linear 0.970 trained vs 0.974
+    # random init). Pooled, the encoder has to learn where the strokes are to reconstruct them
+    # (0.951 vs 0.915), so the probe measures what reconstruction taught it.
     c.model = ml_collections.ConfigDict(
-        dict(name="small_cnn", widths=(32, 64, 128), convs_per_stage=1, pool="flatten")
+        dict(name="small_cnn", widths=(32, 64, 128), convs_per_stage=1, pool="avg")
     )
     c.objective = ml_collections.ConfigDict(
         dict(

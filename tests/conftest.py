@@ -3,19 +3,19 @@
 The flag must be set before JAX initialises its backend; tests that want one device build a
 one-device mesh (``num_devices=1``).
 
-Compilation dominates the tiny runs of the suite, and many tests (and the training
-subprocesses they start, which inherit the environment) compile the same programs: one
-persistent compilation cache for the whole session, shared by the xdist workers, compiles
-each program once. A cached executable is the very program compiled fresh, so bitwise
-comparisons are unaffected.
+Compilation dominates the tiny runs of the suite. Programs are compiled at LLVM level 1
+(`tests.configs.TEST_XLA_FLAGS`), and many tests (and the training subprocesses they start,
+which inherit the environment) compile the same programs: one persistent compilation cache
+for the whole session, shared by the xdist workers, compiles each program once. A cached
+executable is the very program compiled fresh, so bitwise comparisons are unaffected.
 """
 
 import os
 import tempfile
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+from tests.configs import xla_flags
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _SESSION = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
 os.environ.setdefault(

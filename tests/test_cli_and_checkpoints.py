@@ -15,7 +15,7 @@ import pytest
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpoints
 from ssl_jax.encoder import load_encoder
-from tests.configs import REPO
+from tests.configs import REPO, xla_flags
 
 
 def write_config(directory, objective="simclr", **fields) -> str:
@@ -40,7 +40,7 @@ def write_config(directory, objective="simclr", **fields) -> str:
 
 def run_cli(*args, check=True):
     env = {**os.environ, "PYTHONPATH": REPO}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags(8)
     result = subprocess.run(
         [sys.executable, "-m", "ssl_jax.train", *args],
         cwd=REPO,

@@ -19,7 +19,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpoints
-from tests.configs import REPO
+from tests.configs import REPO, xla_flags
 from tests.test_cli_and_checkpoints import error_line, final_params, jax_leaves, write_config
 from tests.toy_objectives import TMP_SUFFIX
 
@@ -43,7 +43,7 @@ def compile_each_program_once(tmp_path_factory):
 
 def cli_env(cache_dir: str) -> dict:
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_COMPILATION_CACHE_DIR": cache_dir}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    env["XLA_FLAGS"] = xla_flags(8)
     return env
 
 

@@ -12,7 +12,7 @@ from ssl_jax.config import base_config
 from ssl_jax.train import train
 
 
-def short_config(objective: ml_collections.ConfigDict, num_steps: int) -> ml_collections.ConfigDict:
+def short_config(objective: ml_collections.ConfigDict, num_steps: int, model: dict):
     c = base_config()
     c.dataset = "mnist_subset"
     c.batch_size = 128
@@ -20,9 +20,7 @@ def short_config(objective: ml_collections.ConfigDict, num_steps: int) -> ml_col
     c.log_every = num_steps
     c.checkpoint_every = num_steps
     c.num_devices = 1
-    c.model = ml_collections.ConfigDict(
-        dict(name="small_cnn", widths=(16, 32, 32), convs_per_stage=1, pool="flatten")
-    )
+    c.model = ml_collections.ConfigDict(dict(name="small_cnn", convs_per_stage=1, **model))
     c.objective = objective
     c.aug = augment.default_config()
     c.aug.global_scale = (0.5, 1.0)
@@ -40,17 +38,24 @@ AUTOENCODER = dict(
 )
 
 
-# Measured: SimCLR kNN 0.946 vs 0.895 at random init (linear 0.974 vs 0.957). The autoencoder
-# after 300 steps tied its random init on the linear probe (0.957 both), hence 450 steps.
+# Measured (2 CPU cores): SimCLR kNN 0.946 vs 0.895 at random init, linear 0.974 vs 0.957;
+# the autoencoder kNN 0.847 vs 0.820, linear 0.927 vs 0.847.
+# The autoencoder is read out after global average pooling, as in its experiment config: the
+# flattened maps of a random CNN are a random projection of the pixels, which a linear probe
+# already reads almost as well as any learned feature (see experiments/autoencoder_mnist.py).
 @pytest.mark.parametrize(
-    ("objective", "num_steps", "knn_margin"),
-    [(SIMCLR, 150, 0.03), (AUTOENCODER, 450, 0.005)],
+    ("objective", "num_steps", "model", "knn_margin"),
+    [
+        (SIMCLR, 150, dict(widths=(16, 32, 32), pool="flatten"), 0.03),
+        (AUTOENCODER, 300, dict(widths=(16, 32, 64), pool="avg"), 0.01),
+    ],
     ids=["simclr", "autoencoder"],
 )
 def test_pretraining_beats_random_init_on_held_out_digits(
-    objective, num_steps, knn_margin, tmp_path
+    objective, num_steps, model, knn_margin, tmp_path
 ):
-    config = short_config(ml_collections.ConfigDict(objective), num_steps)
+    config = short_config(ml_collections.ConfigDict(objective), num_steps, model)
     readout = train(config, str(tmp_path / objective["name"]))
+    print(readout["knn"], readout["linear"])
     assert readout["knn"]["trained"] > readout["knn"]["random_init"] + knn_margin
     assert readout["linear"]["trained"] > readout["linear"]["random_init"]

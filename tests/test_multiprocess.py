@@ -10,13 +10,13 @@ import jax
 import numpy as np
 import portpicker
 
-from tests.configs import REPO
+from tests.configs import REPO, xla_flags
 from tests.test_cli_and_checkpoints import final_params, write_config
 
 
 def launch(config, workdir, devices, *extra):
     env = {**os.environ, "PYTHONPATH": REPO}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = xla_flags(devices)
     return subprocess.Popen(
         [sys.executable, "-m", "ssl_jax.train", "--config", config, "--workdir", workdir, *extra],
         cwd=REPO,

@@ -6,12 +6,12 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-from tests.configs import REPO
+from tests.configs import REPO, TEST_XLA_FLAGS
 
 
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("QUICKSTART_WORKDIR", str(tmp_path / "quickstart"))
-    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.setenv("XLA_FLAGS", TEST_XLA_FLAGS)
     monkeypatch.setenv("QUICKSTART_STEPS", "60")  # the notebook's own default is 200
     notebook = nbformat.read(os.path.join(REPO, "notebooks", "quickstart.ipynb"), as_version=4)
     NotebookClient(

@@ -32,19 +32,27 @@ def sklearn_c(l2: float, num_examples: int) -> float:
     return 1.0 / (num_examples * l2)
 
 
-def logistic_objective(params, x, y_onehot, l2):
-    """J(W, b) = mean cross-entropy + (λ/2)||W||² (see the module docstring)."""
+def logistic_objective(params, x, y_onehot, l2, row_weights=None):
+    """J(W, b) = mean cross-entropy + (λ/2)||W||² (see the module docstring).
+
+    ``row_weights`` (0 or 1 per row) restrict the mean to the rows weighted 1.
+    """
     logits = x @ params["w"] + params["b"]
-    cross_entropy = optax.softmax_cross_entropy(logits, y_onehot).mean()
+    per_row = optax.softmax_cross_entropy(logits, y_onehot)
+    if row_weights is None:
+        cross_entropy = per_row.mean()
+    else:
+        cross_entropy = jnp.sum(row_weights * per_row) / jnp.sum(row_weights)
     return cross_entropy + 0.5 * l2 * jnp.sum(params["w"] ** 2)
 
 
 @jax.jit
-def _lbfgs_fit(x, y_onehot, l2, init, max_iter, tol):
+def _lbfgs_fit(x, y_onehot, row_weights, l2, init, max_iter, tol):
     """Minimises `logistic_objective` with optax's L-BFGS (zoom line search) in a while_loop.
 
     ``l2`` is a traced argument, so one compilation serves every value of the sweep (and the
-    warm start ``init`` has the same shapes each time).
+    warm start ``init`` has the same shapes each time); so are the ``row_weights`` that mark
+    the fitting rows, so the refit on train + validation runs the same program too.
 
     W is optimised as V = s·W with s = √(1 + λ): on standardised features the cross-entropy's
     curvature in W is O(1) and the penalty's is λ, so at λ ≫ 1 the problem in W is as
@@ -55,7 +63,7 @@ def _lbfgs_fit(x, y_onehot, l2, init, max_iter, tol):
     """
     scale = jnp.sqrt(1.0 + l2)
     to_params = lambda v: {"w": v["w"] / scale, "b": v["b"]}
-    fun = lambda v: logistic_objective(to_params(v), x, y_onehot, l2)
+    fun = lambda v: logistic_objective(to_params(v), x, y_onehot, l2, row_weights)
     solver = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
 
@@ -80,19 +88,30 @@ def _lbfgs_fit(x, y_onehot, l2, init, max_iter, tol):
 
 
 def fit_logistic_regression(
-    x, y, l2, num_classes, init=None, max_iter=1000, tol=1e-6
+    x, y, l2, num_classes, init=None, max_iter=1000, tol=1e-6, rows=None
 ) -> tuple[dict, dict]:
     """Fits W [D, K], b [K] at regularisation ``l2``; returns (params, info).
 
-    ``x`` is used as given (standardise it first); ``info`` holds the objective value and the
-    number of L-BFGS iterations.
+    ``x`` is used as given (standardise it first); ``rows`` (indices) fits on those rows only,
+    with the same compiled program as a fit on all of them. ``info`` holds the objective value
+    and the number of L-BFGS iterations.
     """
     x = jnp.asarray(x, jnp.float32)
     y_onehot = jax.nn.one_hot(jnp.asarray(y), num_classes)
+    row_weights = np.ones(len(x), np.float32)
+    if rows is not None:
+        row_weights[:] = 0.0
+        row_weights[np.asarray(rows)] = 1.0
     if init is None:
         init = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros(num_classes)}
     params, value, count = _lbfgs_fit(
-        x, y_onehot, jnp.float32(l2), init, jnp.int32(max_iter), jnp.float32(tol)
+        x,
+        y_onehot,
+        jnp.asarray(row_weights),
+        jnp.float32(l2),
+        init,
+        jnp.int32(max_iter),
+        jnp.float32(tol),
     )
     return params, {"objective": float(value), "iterations": int(count)}
 
@@ -136,22 +155,23 @@ def linear_probe(
     fit_idx, val_idx = train_test_split(
         np.arange(len(train_x)), test_size=val_fraction, random_state=seed, stratify=stratify
     )
+    # The sweep fits on the rows of fit_idx among all training rows (the validation rows
+    # weighted 0), so it and the refit on all of them share one compiled program.
     standardise = _standardiser(train_x[fit_idx])
-    fit_x, val_x = standardise(train_x[fit_idx]), standardise(train_x[val_idx])
+    sweep_x = standardise(train_x)
+    val_x = sweep_x[val_idx]
+    fit = lambda l2, init=None: fit_logistic_regression(
+        sweep_x, train_y, l2, num_classes, init=init, max_iter=max_iter, tol=tol, rows=fit_idx
+    )[0]
 
-    sweep, params = {}, None
+    sweep, solutions, params = {}, {}, None
     for l2 in grid:
-        params, _ = fit_logistic_regression(
-            fit_x, train_y[fit_idx], l2, num_classes, init=params, max_iter=max_iter, tol=tol
-        )
+        params = solutions[l2] = fit(l2, init=params)
         sweep[l2] = _accuracy(params, val_x, train_y[val_idx])
-    if refine:
+    if refine:  # each refinement warm-started from the best grid value's solution
         best = max(sweep, key=lambda l2: (sweep[l2], l2))
         for l2 in (best * 10**0.5, best * 10**-0.5):
-            fitted, _ = fit_logistic_regression(
-                fit_x, train_y[fit_idx], l2, num_classes, max_iter=max_iter, tol=tol
-            )
-            sweep[l2] = _accuracy(fitted, val_x, train_y[val_idx])
+            sweep[l2] = _accuracy(fit(l2, init=solutions[best]), val_x, train_y[val_idx])
     # Ties go to the stronger regularisation.
     best_l2 = max(sweep, key=lambda l2: (sweep[l2], l2))
 
