@@ -142,6 +142,21 @@ def to_dict(config) -> dict:
     return json.loads(json.dumps(config.to_dict(), default=list))
 
 
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """``saved`` with the fields it lacks taken from ``defaults``, recursively.
+
+    A run saved before a field existed ran as that field's default says, so resuming it
+    with the default is the same run.
+    """
+    merged = dict(saved)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = with_defaults(merged[key], value)
+    return merged
+
+
 def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Dotted paths of the fields that differ between two config dicts."""
     keys = sorted(set(a) | set(b))

@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import config as config_lib
+from ssl_jax.config import base_config
 from ssl_jax.data import load_dataset
+from ssl_jax.data.datasets import Dataset
 from ssl_jax.encoder import Encoder, load_encoder
 from ssl_jax.errors import UserError, unknown_name
 from ssl_jax.models import build_encoder
@@ -58,15 +60,31 @@ def random_encoder(config, image_shape, seed=None) -> Encoder:
     return Encoder(module, jax.device_get(variables), image_shape, config=config, step=0)
 
 
+def evaluation_dataset(name: str, config) -> Dataset:
+    """Dataset ``name`` in memory, capped as the run's readout is (``config.readout``).
+
+    A TFDS dataset is read with the run's ``data`` settings (e.g. its image size); a config
+    saved before those settings existed reads it with the defaults.
+    """
+    defaults = base_config()
+    data = config.get("data") or defaults.data
+    readout = config.get("readout") or defaults.readout
+    dataset = load_dataset(name, data.to_dict() if hasattr(data, "to_dict") else dict(data))
+    return dataset.readout_data(
+        readout.get("max_train_examples", defaults.readout.max_train_examples),
+        readout.get("max_heldout_examples", defaults.readout.max_heldout_examples),
+    )
+
+
 def open_checkpoint(spec: str, dataset_name: str | None):
     """(encoder, random-init baseline, dataset, output dir) for ``--checkpoint``."""
     if spec.startswith("random:"):
         config = config_lib.load_config(spec[len("random:") :])
-        dataset = load_dataset(dataset_name or config.dataset)
+        dataset = evaluation_dataset(dataset_name or config.dataset, config)
         encoder = random_encoder(config, dataset.image_shape)
         return encoder, None, dataset, None
     encoder = load_encoder(spec)
-    dataset = load_dataset(dataset_name or encoder.config.dataset)
+    dataset = evaluation_dataset(dataset_name or encoder.config.dataset, encoder.config)
     if dataset.image_shape != encoder.image_shape:
         raise UserError(
             f"dataset {dataset.name!r} has images {dataset.image_shape} but the encoder takes "

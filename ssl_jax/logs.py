@@ -13,6 +13,15 @@ import numpy as np
 from tqdm import tqdm
 
 
+def _parse_record(line: str) -> dict | None:
+    """One record of metrics.jsonl, or None for a blank or cut-short line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
 class MetricsLog:
     def __init__(self, workdir: str, start_step: int, total_steps: int, enabled: bool = True):
         self.enabled = enabled
@@ -33,12 +42,17 @@ class MetricsLog:
         )
 
     def _keep_lines_up_to(self, step: int) -> None:
+        """Keeps the records up to ``step``; rewrites the file atomically (tmp + rename)."""
         if not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        with open(self.path, "w") as f:
+            records = [_parse_record(line) for line in f]
+        # A run killed while writing leaves at most its last line cut short: it is dropped.
+        lines = [json.dumps(r) + "\n" for r in records if r is not None and r["step"] <= step]
+        temporary = self.path + ".tmp"
+        with open(temporary, "w") as f:
             f.writelines(lines)
+        os.replace(temporary, self.path)
 
     def write(self, step: int, metrics: dict, steps_done: int) -> None:
         """Logs the metrics of ``step``; ``steps_done`` steps ran since the previous call."""

@@ -171,6 +171,22 @@ def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
     assert "already holds a run (checkpoint at step 2); pass --resume" in err
 
 
+def test_a_run_saved_before_newer_config_fields_existed_resumes(tmp_path, capsys):
+    config = write_config(tmp_path, num_steps=2, checkpoint_every=2)
+    workdir = str(tmp_path / "run")
+    assert train.main(["--config", config, "--workdir", workdir]) == 0
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
+    del saved["data"], saved["readout"]["max_train_examples"]  # fields of later versions
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(saved, f)
+    # A real difference is still refused, and the missing fields are not reported as one.
+    argv = ["--config", config, "--workdir", workdir, "--resume"]
+    err = error_line(capsys, [*argv, "--config.optim.lr=0.5"])
+    assert "(differs in optim.lr)" in err
+    assert train.main(argv) == 0
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     config = write_config(tmp_path, "toy_nan_after", num_steps=8, checkpoint_every=2, log_every=1)
     workdir = str(tmp_path / "run")

@@ -19,6 +19,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 from ssl_jax import train
 from ssl_jax.checkpoint import Checkpoints
+from ssl_jax.logs import MetricsLog
 from tests.configs import REPO, xla_flags
 from tests.test_cli_and_checkpoints import error_line, final_params, jax_leaves, write_config
 from tests.toy_objectives import TMP_SUFFIX
@@ -326,3 +327,15 @@ def test_nan_at_a_checkpoint_step_is_caught_before_it_is_saved(tmp_path, capsys)
     assert checkpoint_dir_entries(workdir) == ([2], [])
     params, _, step = final_params(workdir)
     assert step == 2 and all(np.all(np.isfinite(x)) for x in jax_leaves(params))
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    records = [{"step": s, "loss": 1.0 / s} for s in (2, 4, 6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 8, "lo')
+    log = MetricsLog(str(tmp_path), start_step=4, total_steps=10)
+    log.write(5, {"loss": 0.5}, steps_done=1)
+    log.close()
+    steps = [json.loads(line)["step"] for line in path.read_text().splitlines()]
+    assert steps == [2, 4, 5]
+    assert not os.path.exists(str(path) + ".tmp")

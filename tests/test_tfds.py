@@ -25,7 +25,7 @@ import tensorflow_datasets as tfds
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_jax import train
+from ssl_jax import evaluate, train
 from ssl_jax.data.tfds import (
     TfdsSpec,
     choose_heldout_split,
@@ -411,6 +411,10 @@ def test_tfds_readout_embeds_at_most_the_configured_examples(tmp_path, data_dir)
     assert readout["settings"]["train_examples"] == NUM_TRAIN
     assert readout["settings"]["held_out_examples"] == 8
     assert 0.0 <= readout["knn"]["trained"] <= 1.0
+    # The evaluation CLI reads the run's TFDS data as the run did: 8×8, the same caps.
+    report = evaluate.evaluate(argv[3], "knn", options={"ks": (5,)})
+    assert report["splits"] == {**report["splits"], "train": NUM_TRAIN, "test": 8}
+    assert 0.0 <= report["results"]["trained"]["test_top1_by_k"]["5"] <= 1.0
 
 
 def test_unprepared_tfds_dataset_stops_the_cli_with_one_line(tmp_path, monkeypatch, capsys):
