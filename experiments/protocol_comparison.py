@@ -22,7 +22,7 @@ Few-shot rows are the mean (± std) over ``--draws`` seeded draws; the linear an
 selected hyperparameter is the full-label probe's λ (on validation); the rest are fixed,
 stated in the JSON written beside the table, and the last step is reported.
 
-The table in docs/evaluation.md comes from the 600-step SimCLR run of the main job and the
+The table in docs/evaluation.md comes from the 500-step SimCLR run of the main job and the
 600-step supervised run::
 
     python -m ssl_jax.train --config experiments/simclr_mnist.py --workdir runs/simclr_mnist

@@ -151,3 +151,5 @@ def test_sgd_probe_and_finetuning_learn_on_digits(trained_run, digits):
     assert probe["test_top1"] > 0.5 and tuned["test_top1"] > 0.5
     assert tuned["settings"]["backbone_lr"] == pytest.approx(0.1 * tuned["settings"]["head_lr"])
     assert np.isfinite(probe["train_top1"])
+    lars = linear_probe_sgd(encoder, *args, steps=60, batch_size=64, lr=2.0, optimizer="lars")
+    assert lars["test_top1"] > 0.5 and lars["settings"]["optimizer"] == "lars momentum 0.9"

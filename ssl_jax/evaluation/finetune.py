@@ -5,7 +5,8 @@ every parameter trained, usually with a smaller learning rate for the pretrained
 
 - `linear_probe_sgd`: the encoder is frozen (batch norm in inference mode); a linear head,
   optionally preceded by an affine-free batch norm of the features (as MAE's probe does), is
-  trained with SGD + momentum (or LARS) and a cosine schedule; optional on-device augmentation.
+  trained with SGD + momentum (or LARS, ``optimizer="lars"``) and a cosine schedule; optional
+  on-device augmentation.
 - `finetune`: the encoder and the head are trained together, the encoder at
   ``backbone_lr_scale`` times the head's learning rate; batch norm in train mode. The head
   starts at zero (``head_init="zero"``) or from a linear probe fitted first on the frozen
@@ -26,6 +27,8 @@ from ssl_jax import augment as augment_lib
 from ssl_jax.data.pipeline import to_float_images
 from ssl_jax.encoder import batched_apply
 from ssl_jax.errors import UserError
+
+OPTIMIZERS = ("sgd", "lars")
 
 
 class _Head(nn.Module):
@@ -72,8 +75,14 @@ def _train_classifier(
     head_params,
     augment_config,
     seed,
+    optimizer="sgd",
 ):
-    """Returns (encoder variables, head variables) after ``steps`` of SGD + momentum."""
+    """Returns (encoder variables, head variables) after ``steps`` of SGD + momentum or LARS.
+
+    Weight decay (and LARS's trust ratio) skip biases and normalisation scales (rank < 2).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
     module, enc_vars = encoder.module, encoder.variables
     head = _Head(num_classes, feature_norm=feature_norm, zero_init=head_params is None)
     key = jax.random.PRNGKey(seed)
@@ -86,12 +95,23 @@ def _train_classifier(
     stats = {"encoder": enc_vars.get("batch_stats", {}), "head": head_vars.get("batch_stats", {})}
 
     schedule = optax.cosine_decay_schedule(lr, steps)
-    scaled = lambda factor: optax.chain(
-        optax.add_decayed_weights(
-            weight_decay, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
-        ),
-        optax.sgd(lambda s: schedule(s) * factor, momentum=0.9),
-    )
+    matrices = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+
+    def scaled(factor):
+        group_lr = lambda s: schedule(s) * factor
+        if optimizer == "lars":
+            return optax.lars(
+                group_lr,
+                weight_decay=weight_decay,
+                weight_decay_mask=matrices,
+                trust_ratio_mask=matrices,
+                momentum=0.9,
+            )
+        return optax.chain(
+            optax.add_decayed_weights(weight_decay, mask=matrices),
+            optax.sgd(group_lr, momentum=0.9),
+        )
+
     tx = optax.multi_transform(
         {
             "head": scaled(1.0),
@@ -173,8 +193,9 @@ def linear_probe_sgd(
     feature_norm=True,
     augment_config=None,
     seed=0,
+    optimizer="sgd",
 ) -> dict:
-    """A linear head on the frozen encoder, trained by SGD; returns test accuracy and settings."""
+    """A linear head on the frozen encoder, trained by SGD or LARS; returns accuracy, settings."""
     num_classes = _check(train_images, train_labels, test_images, test_labels)
     enc_vars, head, head_vars = _train_classifier(
         encoder,
@@ -191,6 +212,7 @@ def linear_probe_sgd(
         head_params=None,
         augment_config=augment_config,
         seed=seed,
+        optimizer=optimizer,
     )
     return {
         "protocol": "linear_sgd",
@@ -201,7 +223,7 @@ def linear_probe_sgd(
             "batch_size": batch_size,
             "lr": lr,
             "schedule": "cosine",
-            "optimizer": "sgd momentum 0.9",
+            "optimizer": f"{optimizer} momentum 0.9",
             "weight_decay": weight_decay,
             "feature_norm": feature_norm,
             "augment": augment_config is not None,
@@ -227,6 +249,7 @@ def finetune(
     probe_steps=300,
     augment_config=None,
     seed=0,
+    optimizer="sgd",
 ) -> dict:
     """Trains encoder and head together; returns test accuracy and every setting used."""
     if head_init not in ("zero", "linear_probe"):
@@ -250,6 +273,7 @@ def finetune(
             head_params=None,
             augment_config=None,
             seed=seed,
+            optimizer=optimizer,
         )
         head_params = probe_vars["params"]
     enc_vars, head, head_vars = _train_classifier(
@@ -267,6 +291,7 @@ def finetune(
         head_params=head_params,
         augment_config=augment_config,
         seed=seed,
+        optimizer=optimizer,
     )
     return {
         "protocol": "finetune",
@@ -278,7 +303,7 @@ def finetune(
             "head_lr": lr,
             "backbone_lr": lr * backbone_lr_scale,
             "schedule": "cosine",
-            "optimizer": "sgd momentum 0.9",
+            "optimizer": f"{optimizer} momentum 0.9",
             "weight_decay": weight_decay,
             "head_init": head_init,
             "probe_steps": probe_steps if head_init != "zero" else 0,
