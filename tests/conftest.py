@@ -36,3 +36,18 @@ def digits():
 @pytest.fixture(scope="session")
 def mnist():
     return load_dataset("mnist_subset")
+
+
+# The longest tests (a minute or more each on 2 cores), handed to the workers first: started
+# last, one of them would keep a worker busy after the other has run out of tests.
+LONGEST_FIRST = (
+    "tests/test_notebook.py",
+    "tests/test_learning.py",
+    "tests/test_multiprocess.py",
+    "tests/test_evaluation_protocols.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
