@@ -157,6 +157,12 @@ def with_defaults(saved: dict, defaults: dict) -> dict:
     return merged
 
 
+def read_saved_config(path: str) -> dict:
+    """A run's ``config.json``; fields added to ssl_jax since it was saved take their defaults."""
+    with open(path) as f:
+        return with_defaults(json.load(f), to_dict(base_config()))
+
+
 def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Dotted paths of the fields that differ between two config dicts."""
     keys = sorted(set(a) | set(b))

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 
 from ssl_jax.checkpoint import Checkpoints
+from ssl_jax.config import read_saved_config
 from ssl_jax.data.pipeline import to_float_images
 from ssl_jax.errors import UserError
 from ssl_jax.models import build_encoder
@@ -143,8 +144,7 @@ def load_encoder(path: str, step: int | None = None, batch_size: int = 256) -> E
     config_path = os.path.join(workdir, "config.json")
     if not os.path.exists(config_path):
         raise UserError(f"{workdir} has no config.json; it is not an ssl_jax training workdir.")
-    with open(config_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(read_saved_config(config_path))
     checkpoints = Checkpoints(checkpoint_dir, keep=config.keep_checkpoints)
     step = step if step is not None else path_step
     if step is None:

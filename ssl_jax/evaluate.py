@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import config as config_lib
-from ssl_jax.config import base_config
 from ssl_jax.data import load_dataset
 from ssl_jax.data.datasets import Dataset
 from ssl_jax.encoder import Encoder, load_encoder
@@ -63,17 +62,11 @@ def random_encoder(config, image_shape, seed=None) -> Encoder:
 def evaluation_dataset(name: str, config) -> Dataset:
     """Dataset ``name`` in memory, capped as the run's readout is (``config.readout``).
 
-    A TFDS dataset is read with the run's ``data`` settings (e.g. its image size); a config
-    saved before those settings existed reads it with the defaults.
+    A TFDS dataset is read with the run's ``data`` settings (e.g. its image size).
     """
-    defaults = base_config()
-    data = config.get("data") or defaults.data
-    readout = config.get("readout") or defaults.readout
-    dataset = load_dataset(name, data.to_dict() if hasattr(data, "to_dict") else dict(data))
-    return dataset.readout_data(
-        readout.get("max_train_examples", defaults.readout.max_train_examples),
-        readout.get("max_heldout_examples", defaults.readout.max_heldout_examples),
-    )
+    dataset = load_dataset(name, config.data.to_dict())
+    readout = config.readout
+    return dataset.readout_data(readout.max_train_examples, readout.max_heldout_examples)
 
 
 def open_checkpoint(spec: str, dataset_name: str | None):

@@ -192,10 +192,7 @@ def prepare_workdir(config, dataset, workdir: str, resume: bool, checkpoints: Ch
     resolved = config_lib.to_dict(config)
     latest = checkpoints.latest_step()
     if resume and os.path.exists(config_path):
-        # Fields added to ssl_jax after the run was saved count as their defaults.
-        defaults = config_lib.to_dict(config_lib.base_config())
-        with open(config_path) as f:
-            saved = config_lib.with_defaults(json.load(f), defaults)
+        saved = config_lib.read_saved_config(config_path)
         differences = config_lib.config_differences(saved, resolved)
         if differences:
             raise UserError(

@@ -56,6 +56,5 @@ def test_pretraining_beats_random_init_on_held_out_digits(
 ):
     config = short_config(ml_collections.ConfigDict(objective), num_steps, model)
     readout = train(config, str(tmp_path / objective["name"]))
-    print(readout["knn"], readout["linear"])
     assert readout["knn"]["trained"] > readout["knn"]["random_init"] + knn_margin
     assert readout["linear"]["trained"] > readout["linear"]["random_init"]

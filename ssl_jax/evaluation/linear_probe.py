@@ -98,10 +98,8 @@ def fit_logistic_regression(
     """
     x = jnp.asarray(x, jnp.float32)
     y_onehot = jax.nn.one_hot(jnp.asarray(y), num_classes)
-    row_weights = np.ones(len(x), np.float32)
-    if rows is not None:
-        row_weights[:] = 0.0
-        row_weights[np.asarray(rows)] = 1.0
+    row_weights = np.zeros(len(x), np.float32)
+    row_weights[slice(None) if rows is None else np.asarray(rows)] = 1.0
     if init is None:
         init = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros(num_classes)}
     params, value, count = _lbfgs_fit(
