@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
             enabled=True,
             knn_k=20,
             knn_temperature=0.07,
+            # The linear probe's λ grid; (): its full default, 1e6 … 1e-6 (ssl_jax.evaluation).
+            # A shorter grid near the usual optimum (1e0 … 1e-4) makes a quick readout.
+            l2_grid=(),
             batch_size=500,
             # The readout holds its examples, and their pixels as float32 for the pixel
             # baseline, in memory: at most this many from the start of each split. All of

@@ -7,11 +7,26 @@ and the L-BFGS linear probe with its regularisation chosen on a validation split
 training data (never on the held-out split).
 """
 
+import numbers
+
 import numpy as np
 
 from ssl_jax.encoder import batched_apply, encoder_variables, make_embed_fn
+from ssl_jax.errors import UserError
 from ssl_jax.evaluation import knn_classify, linear_probe
 from ssl_jax.models import build_encoder
+
+
+def check_readout_config(readout) -> None:
+    """Refuses readout settings that would only fail after pretraining."""
+    grid = readout.l2_grid
+    if not isinstance(grid, (tuple, list)) or not all(
+        isinstance(v, numbers.Real) and v > 0 for v in grid
+    ):
+        raise UserError(
+            f"readout.l2_grid must be a tuple of positive λ values, got {grid!r}; "
+            "e.g. --config.readout.l2_grid='(1.0, 0.1, 0.01)', or () for the full default grid."
+        )
 
 
 def embed_split(embed, variables, images, batch_size):
@@ -34,6 +49,7 @@ def run_readout(config, dataset, state, initial_state, print_table: bool = True)
         "random_init": encoder_variables(initial_state.params, initial_state.batch_stats),
         "pixels": None,
     }
+    l2_grid = tuple(float(v) for v in config.readout.l2_grid) or None
     result = {"knn": {}, "linear": {}}
     for name, variables in representations.items():
         if variables is None:
@@ -49,7 +65,9 @@ def run_readout(config, dataset, state, initial_state, print_table: bool = True)
             k=config.readout.knn_k,
             temperature=config.readout.knn_temperature,
         )
-        linear = linear_probe(train_x, dataset.train_labels, test_x, dataset.test_labels)
+        linear = linear_probe(
+            train_x, dataset.train_labels, test_x, dataset.test_labels, l2_grid=l2_grid
+        )
         result["knn"][name] = float(knn["test_top1"])
         result["linear"][name] = float(linear["test_top1"])
     result["settings"] = {
@@ -57,6 +75,7 @@ def run_readout(config, dataset, state, initial_state, print_table: bool = True)
         "train_examples": int(len(dataset.train_images)),
         "knn": {"k": config.readout.knn_k, "temperature": config.readout.knn_temperature},
         "linear": "L-BFGS multinomial logistic regression, L2 chosen on a validation split",
+        "linear_l2_grid": linear["settings"]["l2_grid"],
     }
     if print_table:
         print(format_table(result))

@@ -37,6 +37,7 @@ from ssl_jax.errors import UserError
 from ssl_jax.logs import MetricsLog
 from ssl_jax.objectives import Objective, make_objective
 from ssl_jax.optim import make_optimizer
+from ssl_jax.readout import check_readout_config, run_readout
 
 
 class TrainState(NamedTuple):
@@ -257,6 +258,7 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
     dataset = load_dataset(config.dataset, config.data.to_dict())
     mesh = make_mesh(config.num_devices)
     check_batch_size(config.batch_size, mesh)
+    check_readout_config(config.readout)
     steps_per_epoch(dataset.num_train_examples, config.batch_size)
     objective, optimizers, schedules = build_objective(config, dataset.image_shape)
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
@@ -310,8 +312,6 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
         if is_main and not dataset.has_labels:
             print("readout skipped: the dataset has no labels.")
         return {}
-    from ssl_jax.readout import run_readout
-
     in_memory = dataset.readout_data(
         config.readout.max_train_examples, config.readout.max_heldout_examples
     )

@@ -126,6 +126,7 @@ def error_line(capsys, argv) -> str:
         ("--config.batch_size=30", "batch_size 30 is not divisible by the 8 devices"),
         ("--config.model.widths=(8, 16, 32, 64)", "needs images of at least 16×16×C"),
         ("--config.dataset=npz:/nonexistent.npz", "does not exist"),
+        ("--config.readout.l2_grid=(0.1, 0.0)", "readout.l2_grid must be a tuple of positive"),
     ],
 )
 def test_user_errors_are_one_clear_line(override, expected, tmp_path, capsys):

@@ -32,22 +32,47 @@ def sklearn_c(l2: float, num_examples: int) -> float:
     return 1.0 / (num_examples * l2)
 
 
-def logistic_objective(params, x, y_onehot, l2, row_weights=None):
+def logistic_objective(params, x, y_onehot, l2, row_weights=None, x_t=None):
     """J(W, b) = mean cross-entropy + (λ/2)||W||² (see the module docstring).
 
-    ``row_weights`` (0 or 1 per row) restrict the mean to the rows weighted 1.
+    ``row_weights`` (0 or 1 per row) restrict the mean to the rows weighted 1. ``x_t``, a
+    contiguous copy of ``x.T``, only changes how ∂J/∂W is computed (see `_features_times`).
     """
-    logits = x @ params["w"] + params["b"]
+    w = params["w"]
+    logits = (x @ w if x_t is None else _features_times(x, x_t, w)) + params["b"]
     per_row = optax.softmax_cross_entropy(logits, y_onehot)
     if row_weights is None:
         cross_entropy = per_row.mean()
     else:
         cross_entropy = jnp.sum(row_weights * per_row) / jnp.sum(row_weights)
-    return cross_entropy + 0.5 * l2 * jnp.sum(params["w"] ** 2)
+    return cross_entropy + 0.5 * l2 * jnp.sum(w**2)
+
+
+@jax.custom_vjp
+def _features_times(x, x_t, w):
+    """``x @ w``, whose gradient in ``w`` is computed as ``x_t @ g`` with ``x_t = x.T`` stored.
+
+    Autodiff's ``xᵀ g`` contracts the row axis of the row-major [n, D] features. With few
+    classes, XLA's CPU dot does that up to 10× slower than the same product on a contiguous
+    [D, n] copy (21 ms against 2 ms for n = 4000, D = 2048, K = 10 on 2 cores), and it is
+    most of an L-BFGS iteration. Features and copy are constants of the fit.
+    """
+    return x @ w
+
+
+def _features_times_fwd(x, x_t, w):
+    return x @ w, x_t
+
+
+def _features_times_bwd(x_t, g):
+    return None, None, x_t @ g
+
+
+_features_times.defvjp(_features_times_fwd, _features_times_bwd)
 
 
 @jax.jit
-def _lbfgs_fit(x, y_onehot, row_weights, l2, init, max_iter, tol):
+def _lbfgs_fit(x, x_t, y_onehot, row_weights, l2, init, max_iter, tol):
     """Minimises `logistic_objective` with optax's L-BFGS (zoom line search) in a while_loop.
 
     ``l2`` is a traced argument, so one compilation serves every value of the sweep (and the
@@ -59,11 +84,12 @@ def _lbfgs_fit(x, y_onehot, row_weights, l2, init, max_iter, tol):
     ill-conditioned as λ / (curvature in b) and L-BFGS crawls (hundreds of iterations at
     λ = 1e4 in float32); in V both are O(1). The objective and its minimiser are unchanged.
     Stops when ‖∇_V J‖ < ``tol``, after ``max_iter`` iterations, or when a step fails to
-    lower J at all (float32 cannot resolve further progress).
+    lower J at all (float32 cannot resolve further progress). ``x_t`` is ``x.T`` stored
+    contiguously, or None (see `_features_times`).
     """
     scale = jnp.sqrt(1.0 + l2)
     to_params = lambda v: {"w": v["w"] / scale, "b": v["b"]}
-    fun = lambda v: logistic_objective(to_params(v), x, y_onehot, l2, row_weights)
+    fun = lambda v: logistic_objective(to_params(v), x, y_onehot, l2, row_weights, x_t)
     solver = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(fun)
 
@@ -102,8 +128,11 @@ def fit_logistic_regression(
     row_weights[slice(None) if rows is None else np.asarray(rows)] = 1.0
     if init is None:
         init = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros(num_classes)}
+    # The transposed copy pays off on CPU only; elsewhere it would just double the memory.
+    x_t = jnp.asarray(np.asarray(x).T.copy()) if jax.default_backend() == "cpu" else None
     params, value, count = _lbfgs_fit(
         x,
+        x_t,
         y_onehot,
         jnp.asarray(row_weights),
         jnp.float32(l2),
