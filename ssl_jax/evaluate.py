@@ -133,8 +133,19 @@ def fewshot_both(train_x, train_y, test_x, test_y, seed) -> dict:
     return {"protocol": "fewshot", **rows, **by_method}
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _two_views(images, key, config):
+    """Jitted `augment.make_views`; ``config`` is a (hashable) FrozenConfigDict, so the trained
+    encoder and its random-init baseline share one compiled program."""
+    from ssl_jax import augment
+
+    return augment.make_views(images, key, config)
+
+
 def augmented_pair(encoder, images, seed):
     """Embeddings of two augmented views of ``images`` (the run's aug config, two global views)."""
+    import ml_collections
+
     from ssl_jax import augment
     from ssl_jax.data.pipeline import to_float_images
 
@@ -142,8 +153,10 @@ def augmented_pair(encoder, images, seed):
     config = augment.default_config() if config is None else config.copy_and_resolve_references()
     config.num_global, config.num_local = 2, 0
     config.global_size = None  # views the size the encoder takes
-    views = augment.make_views(
-        to_float_images(jnp.asarray(images)), jax.random.PRNGKey(seed), config
+    views = _two_views(
+        to_float_images(jnp.asarray(images)),
+        jax.random.PRNGKey(seed),
+        ml_collections.FrozenConfigDict(config),
     )
     return [encoder.embed(np.asarray(v)) for v in views]
 

@@ -7,7 +7,9 @@ Compilation dominates the tiny runs of the suite. Programs are compiled at LLVM 
 (`tests.configs.TEST_XLA_FLAGS`), and many tests (and the training subprocesses they start,
 which inherit the environment) compile the same programs: one persistent compilation cache
 for the whole session, shared by the xdist workers, compiles each program once. A cached
-executable is the very program compiled fresh, so bitwise comparisons are unaffected.
+executable is the very program compiled fresh, so bitwise comparisons are unaffected. It keeps
+programs of any compile time (JAX's default skips those under a second): the dozens of
+training subprocesses each compile the same small programs otherwise.
 """
 
 import os
@@ -21,6 +23,7 @@ _SESSION = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"ssl_jax_jit_{_SESSION}")
 )
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 
