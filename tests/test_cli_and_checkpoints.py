@@ -38,7 +38,8 @@ def write_config(directory, objective="simclr", **fields) -> str:
     return path
 
 
-def run_cli(*args, check=True):
+def run_cli(*args):
+    """``python -m ssl_jax.train ARGS`` in a subprocess, as a user runs it; it must succeed."""
     env = {**os.environ, "PYTHONPATH": REPO}
     env["XLA_FLAGS"] = xla_flags(8)
     result = subprocess.run(
@@ -49,8 +50,7 @@ def run_cli(*args, check=True):
         text=True,
         timeout=300,
     )
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
@@ -99,7 +99,7 @@ def jax_leaves(tree):
 def test_a_partial_save_is_never_taken_as_latest(tmp_path, digits):
     config = write_config(tmp_path, num_steps=3, checkpoint_every=3)
     workdir = str(tmp_path / "run")
-    run_cli("--config", config, "--workdir", workdir)
+    assert train.main(["--config", config, "--workdir", workdir]) == 0
     # What a save killed half-way leaves: a temporary directory with a later step number.
     partial = os.path.join(workdir, "checkpoints", "9.orbax-checkpoint-tmp-1234")
     os.makedirs(os.path.join(partial, "state"))
@@ -156,14 +156,14 @@ def test_user_npz_trains(tmp_path, digits):
     path = tmp_path / "mine.npz"
     np.savez(path, images=digits.train_images[:300, :, :, 0], labels=digits.train_labels[:300])
     config = write_config(tmp_path, num_steps=2, dataset=f"npz:{path}")
-    run_cli("--config", config, "--workdir", str(tmp_path / "run"))
+    assert train.main(["--config", config, "--workdir", str(tmp_path / "run")]) == 0
     assert load_encoder(str(tmp_path / "run")).image_shape == (8, 8, 1)
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
     config = write_config(tmp_path, num_steps=2, checkpoint_every=2)
     workdir = str(tmp_path / "run")
-    run_cli("--config", config, "--workdir", workdir)
+    assert train.main(["--config", config, "--workdir", workdir]) == 0
     err = error_line(
         capsys, ["--config", config, "--workdir", workdir, "--resume", "--config.optim.lr=0.5"]
     )

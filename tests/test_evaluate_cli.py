@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from ssl_jax import evaluate
+from ssl_jax import evaluate, train
 from ssl_jax.encoder import load_encoder
 from ssl_jax.evaluation import finetune, linear_probe_sgd
-from tests.test_cli_and_checkpoints import run_cli, write_config
+from tests.test_cli_and_checkpoints import write_config
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def trained_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("evaluate")
     config = write_config(directory, num_steps=4, checkpoint_every=4)
     workdir = str(directory / "run")
-    run_cli("--config", config, "--workdir", workdir)
+    assert train.main(["--config", config, "--workdir", workdir]) == 0
     return config, workdir
 
 

@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 
+from ssl_jax import train
 from ssl_jax.data import load_dataset
 from ssl_jax.evaluation.transfer import class_subset, save_npz
 from tests.configs import load_experiment
-from tests.test_cli_and_checkpoints import run_cli
 
 
 def _protocol_comparison():
@@ -46,7 +46,7 @@ def transfer_run(tmp_path_factory):
         )
     )
     workdir = str(directory / "run")
-    run_cli("--config", str(config), "--workdir", workdir)
+    assert train.main(["--config", str(config), "--workdir", workdir]) == 0
     return workdir
 
 

@@ -82,8 +82,14 @@ def fewshot(
                     train_w[idx], train_y[idx], test_w, num_classes, ridge_l2
                 )
             else:
+                # Padded (weight 0) to the largest support set: one compiled fit for every k.
+                padded = np.resize(idx, max(shots) * len(counts))
                 params, _ = fit_logistic_regression(
-                    train_w[idx], train_y[idx], lbfgs_l2, num_classes
+                    train_w[padded],
+                    train_y[padded],
+                    lbfgs_l2,
+                    num_classes,
+                    rows=np.arange(len(idx)),
                 )
                 predictions = np.argmax(
                     test_w @ np.asarray(params["w"]) + np.asarray(params["b"]), 1
