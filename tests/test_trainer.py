@@ -154,6 +154,7 @@ def test_two_parameter_groups_alternate_with_their_own_optimizers(digits):
         (_, out), grads = jax.value_and_grad(loss, has_aux=True)(trainable)
         return grads, out.batch_stats
 
+    grads_of = jax.jit(grads_of, static_argnums=(2, 3))  # one program, not op-by-op dispatch
     d_grads, stats = grads_of(state0.params, state0.batch_stats, "discriminator", 0)
     params = {
         **state0.params,
