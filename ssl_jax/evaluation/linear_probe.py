@@ -50,7 +50,7 @@ def logistic_objective(params, x, y_onehot, l2, row_weights=None, x_t=None):
 
 @jax.custom_vjp
 def _features_times(x, x_t, w):
-    """``x @ w``, whose gradient in ``w`` is computed as ``x_t @ g`` with ``x_t = x.T`` stored.
+    """``x @ w``, its gradient in ``w`` computed as ``x_t @ g`` from ``x_t = x.T`` materialised.
 
     Autodiff's ``xᵀ g`` contracts the row axis of the row-major [n, D] features. With few
     classes, XLA's CPU dot does that up to 10× slower than the same product on a contiguous
@@ -72,7 +72,7 @@ _features_times.defvjp(_features_times_fwd, _features_times_bwd)
 
 
 @jax.jit
-def _lbfgs_fit(x, x_t, y_onehot, row_weights, l2, init, max_iter, tol):
+def _lbfgs_fit(x, y_onehot, row_weights, l2, init, max_iter, tol):
     """Minimises `logistic_objective` with optax's L-BFGS (zoom line search) in a while_loop.
 
     ``l2`` is a traced argument, so one compilation serves every value of the sweep (and the
@@ -84,9 +84,11 @@ def _lbfgs_fit(x, x_t, y_onehot, row_weights, l2, init, max_iter, tol):
     ill-conditioned as λ / (curvature in b) and L-BFGS crawls (hundreds of iterations at
     λ = 1e4 in float32); in V both are O(1). The objective and its minimiser are unchanged.
     Stops when ‖∇_V J‖ < ``tol``, after ``max_iter`` iterations, or when a step fails to
-    lower J at all (float32 cannot resolve further progress). ``x_t`` is ``x.T`` stored
-    contiguously, or None (see `_features_times`).
+    lower J at all (float32 cannot resolve further progress).
     """
+    # On CPU, ∂J/∂W is computed from xᵀ materialised once per fit (see `_features_times`);
+    # elsewhere the copy would only double the memory.
+    x_t = x.T if jax.default_backend() == "cpu" else None
     scale = jnp.sqrt(1.0 + l2)
     to_params = lambda v: {"w": v["w"] / scale, "b": v["b"]}
     fun = lambda v: logistic_objective(to_params(v), x, y_onehot, l2, row_weights, x_t)
@@ -128,11 +130,8 @@ def fit_logistic_regression(
     row_weights[slice(None) if rows is None else np.asarray(rows)] = 1.0
     if init is None:
         init = {"w": jnp.zeros((x.shape[1], num_classes)), "b": jnp.zeros(num_classes)}
-    # The transposed copy pays off on CPU only; elsewhere it would just double the memory.
-    x_t = jnp.asarray(np.asarray(x).T.copy()) if jax.default_backend() == "cpu" else None
     params, value, count = _lbfgs_fit(
         x,
-        x_t,
         y_onehot,
         jnp.asarray(row_weights),
         jnp.float32(l2),
