@@ -16,7 +16,6 @@ import functools
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
@@ -25,6 +24,7 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax import augment, train
 from ssl_jax.config import base_config
 from ssl_jax.data.pipeline import device_batch
+from ssl_jax.data.spec import ArraySpec, decoded_spec, sample_batch
 
 # Dense peak FLOP/s per device by (device kind substring, dtype).
 PEAK_FLOPS = {
@@ -73,13 +73,12 @@ def measure(model: str, batch: int, dtype: str, steps: int, num_devices: int = 0
     mesh = train.make_mesh(num_devices)
     train.check_batch_size(batch, mesh)
     image_shape = (32, 32, 3)
-    objective, optimizers, schedules = train.build_objective(config, image_shape)
+    spec = {"images": ArraySpec(image_shape, "uint8", "images")}
+    objective, optimizers, schedules = train.build_objective(config, spec)
     init = functools.partial(train.init_state, objective, optimizers, seed=0)
-    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(
-        jnp.zeros((2, *image_shape), jnp.float32)
-    )
+    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(sample_batch(decoded_spec(spec)))
     images = np.random.default_rng(0).integers(0, 256, (batch, *image_shape), np.uint8)
-    batch_on_mesh = device_batch({"images": images}, NamedSharding(mesh, P("data")))
+    batch_on_mesh = device_batch({"images": images}, NamedSharding(mesh, P("data")), spec)
     step_fn = train.compile_train_step(objective, optimizers, schedules, mesh)
 
     start = time.perf_counter()

@@ -130,7 +130,7 @@ def compare(workdirs, dataset_name=None, classes=None, settings=None) -> dict:
     for workdir in workdirs:
         encoders[os.path.basename(os.path.normpath(workdir))] = load_encoder(workdir)
     first = next(iter(encoders.values()))
-    encoders["random_init"] = random_encoder(first.config, first.image_shape)
+    encoders["random_init"] = random_encoder(first.config, first.run_spec)
     dataset = load_dataset(dataset_name or first.config.dataset)
     if classes:
         dataset = class_subset(dataset, classes)

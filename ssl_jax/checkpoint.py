@@ -127,19 +127,50 @@ class Checkpoints:
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+    def _item_path(self, step: int) -> str:
+        return os.path.join(self.directory, str(step), "default")
+
     def restore_raw(self, step: int):
         """Restores ``step`` as nested dicts of arrays on this process's first device.
 
         The structure comes from the checkpoint's own metadata, so no train state is needed,
         and the arrays land on one local device whatever mesh or process count saved them.
         """
-        path = os.path.join(self.directory, str(step), "default")
-        tree = ocp.StandardCheckpointer().metadata(path).item_metadata
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        abstract = jax.tree.map(
-            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree
+        tree = self.metadata(step)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(_on_one_device(tree)))
+
+    def metadata(self, step: int) -> dict:
+        """The saved tree of ``step``: shapes and dtypes, no values."""
+        item = ocp.StandardCheckpointer().metadata(self._item_path(step)).item_metadata
+        return getattr(item, "tree", item)
+
+    def restore_modules(self, step: int, modules) -> dict:
+        """Only the parameters and batch statistics of ``modules`` of checkpoint ``step``:
+        ``{"params": {module: tree}, "batch_stats": {module: tree}, "available": [...]}``.
+
+        Nothing else is read, so a damaged optimizer state or objective state does not stand
+        in the way of loading a representation.
+        """
+        tree = self.metadata(step)
+        params, stats = tree.get("params", {}), tree.get("batch_stats") or {}
+        wanted = {"params": {m: params[m] for m in modules if m in params}}
+        module_stats = {m: stats[m] for m in modules if m in stats and stats[m]}
+        if module_stats:  # orbax restores no empty subtree
+            wanted["batch_stats"] = module_stats
+        abstract = _on_one_device(wanted)
+        restored = ocp.PyTreeCheckpointer().restore(
+            self._item_path(step),
+            args=ocp.args.PyTreeRestore(
+                item=abstract,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                partial_restore=True,
+            ),
         )
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return {
+            "params": dict(restored.get("params", {})),
+            "batch_stats": dict(restored.get("batch_stats", {})),
+            "available": sorted(params),
+        }
 
     def set_aside_after(self, step: int) -> list[int]:
         """Moves checkpoints later than ``step`` to ``../abandoned_checkpoints/`` (not deleted).
@@ -165,3 +196,9 @@ class Checkpoints:
     def close(self) -> None:
         self.wait()
         self._manager.close()
+
+
+def _on_one_device(tree):
+    """Abstract arrays (shape, dtype) of a metadata tree, placed on this process's first device."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)

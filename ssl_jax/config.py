@@ -52,6 +52,11 @@ def base_config() -> ml_collections.ConfigDict:
             prefetch_batches=4,  # batches read ahead (per worker when worker_count > 0)
         )
     )
+    # Initialise modules from another run's checkpoint (stacked autoencoders, a frozen
+    # tokenizer, fine-tuning): ``modules`` names them, or maps ``"this=source"``; ``step`` 0 is
+    # that run's latest checkpoint; ``frozen`` keeps them fixed (no gradient, no optimizer
+    # state, batch statistics as loaded).
+    c.init_from = ml_collections.ConfigDict(dict(workdir="", step=0, modules=(), frozen=False))
     c.readout = ml_collections.ConfigDict(
         dict(
             enabled=True,

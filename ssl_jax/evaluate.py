@@ -28,7 +28,6 @@ from ssl_jax.data import load_dataset
 from ssl_jax.data.datasets import Dataset
 from ssl_jax.encoder import Encoder, load_encoder
 from ssl_jax.errors import UserError, unknown_name
-from ssl_jax.models import build_encoder
 
 PROTOCOLS = (
     "linear",
@@ -43,20 +42,32 @@ FEATURE_PROTOCOLS = ("linear", "knn", "fewshot", "diagnostics")
 ALIGNMENT_IMAGES = 1000  # test images whose two augmented views give the alignment
 
 
-def random_encoder(config, image_shape, seed=None) -> Encoder:
-    """The config's encoder at the initialisation a run with this config starts from."""
-    from ssl_jax.train import build_objective, init_state
+def random_encoder(config, input_spec, name=None, seed=None) -> Encoder:
+    """Representation ``name`` of the config's objective at the initialisation a run with this
+    config starts from (``input_spec``: the stored element spec of the run's data)."""
+    from ssl_jax.data.spec import decoded_spec, sample_batch
+    from ssl_jax.encoder import choose_representation
+    from ssl_jax.state import build_objective, init_state
 
-    objective, optimizers, _ = build_objective(config, image_shape)
+    objective, optimizers, _ = build_objective(config, input_spec)
+    name = choose_representation(objective.representations, name, "this config")
+    representation = objective.representations[name]
     seed = config.seed if seed is None else seed
-    sample = jnp.zeros((2, *image_shape), jnp.float32)
+    sample = sample_batch(decoded_spec(input_spec))
     state = jax.jit(functools.partial(init_state, objective, optimizers, seed=seed))(sample)
-    module = build_encoder(config.model, image_shape, jnp.dtype(config.compute_dtype))
-    variables = {
-        "params": state.params["encoder"],
-        "batch_stats": state.batch_stats.get("encoder", {}),
-    }
-    return Encoder(module, jax.device_get(variables), image_shape, config=config, step=0)
+    params = {m: state.params[m] for m in representation.modules}
+    stats = {m: state.batch_stats[m] for m in representation.modules if m in state.batch_stats}
+    return Encoder(
+        representation,
+        jax.device_get(params),
+        jax.device_get(stats),
+        input_spec[representation.input],
+        name=name,
+        input_name=representation.input,
+        run_spec=input_spec,
+        config=config,
+        step=0,
+    )
 
 
 def evaluation_dataset(name: str, config) -> Dataset:
@@ -69,21 +80,23 @@ def evaluation_dataset(name: str, config) -> Dataset:
     return dataset.readout_data(readout.max_train_examples, readout.max_heldout_examples)
 
 
-def open_checkpoint(spec: str, dataset_name: str | None):
+def open_checkpoint(spec: str, dataset_name: str | None, name: str | None = None):
     """(encoder, random-init baseline, dataset, output dir) for ``--checkpoint``."""
     if spec.startswith("random:"):
         config = config_lib.load_config(spec[len("random:") :])
         dataset = evaluation_dataset(dataset_name or config.dataset, config)
-        encoder = random_encoder(config, dataset.image_shape)
+        encoder = random_encoder(config, dataset.spec, name)
         return encoder, None, dataset, None
-    encoder = load_encoder(spec)
+    encoder = load_encoder(spec, name=name)
     dataset = evaluation_dataset(dataset_name or encoder.config.dataset, encoder.config)
-    if dataset.image_shape != encoder.image_shape:
+    have = dataset.spec.get(encoder.input_name)
+    if have is None or tuple(have.shape) != encoder.image_shape:
+        shape = "nothing" if have is None else tuple(have.shape)
         raise UserError(
-            f"dataset {dataset.name!r} has images {dataset.image_shape} but the encoder takes "
+            f"dataset {dataset.name!r} has {encoder.input_name} {shape} but the encoder takes "
             f"{encoder.image_shape}; pick a dataset of that shape with --dataset."
         )
-    baseline = random_encoder(encoder.config, encoder.image_shape)
+    baseline = random_encoder(encoder.config, encoder.run_spec, encoder.name)
     workdir = spec if os.path.exists(os.path.join(spec, "config.json")) else os.path.dirname(spec)
     return encoder, baseline, dataset, os.path.join(workdir, "eval")
 
@@ -103,13 +116,14 @@ def cached_features(encoder, dataset, layer, cache_dir, tag):
     """Train and test features of ``layer``, from ``cache_dir`` when computed before."""
     path = None
     if cache_dir:
-        key = hashlib.sha1(f"{tag}|{dataset.name}|{layer}|{encoder.step}".encode()).hexdigest()[:12]
+        ident = f"{tag}|{dataset.name}|{encoder.name}|{layer}|{encoder.step}"
+        key = hashlib.sha1(ident.encode()).hexdigest()[:12]
         path = os.path.join(cache_dir, f"{tag}_{layer or 'output'}_{key}.npz")
         if os.path.exists(path):
             cached = np.load(path)
             return cached["train"], cached["test"]
-    train_x = layer_features(encoder, dataset.train_images, layer)
-    test_x = layer_features(encoder, dataset.test_images, layer)
+    train_x = layer_features(encoder, dataset.train[encoder.input_name], layer)
+    test_x = layer_features(encoder, dataset.test[encoder.input_name], layer)
     if path:
         os.makedirs(cache_dir, exist_ok=True)
         np.savez(path, train=train_x, test=test_x)
@@ -213,7 +227,9 @@ def disentanglement(encoder, seed, options) -> dict:
     return {"protocol": "disentanglement", **result}
 
 
-def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed, options=None) -> dict:
+def run_protocol(
+    protocol, encoder, dataset, layer, cache_dir, tag, seed, options=None, label="labels"
+) -> dict:
     from ssl_jax import evaluation
 
     options = dict(options or {})
@@ -222,11 +238,15 @@ def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed, option
             raise UserError("--layer is not used by the disentanglement protocol (codes = output).")
         return disentanglement(encoder, seed, options)
     needs_labels = protocol != "diagnostics"
-    if needs_labels and dataset.train_labels is None:
-        raise UserError(f"protocol {protocol!r} needs labels; dataset {dataset.name!r} has none.")
+    if needs_labels and label not in dataset.train:
+        raise UserError(
+            f"protocol {protocol!r} needs labels; dataset {dataset.name!r} has no {label!r} "
+            f"(its labels: {', '.join(dataset.label_names) or 'none'}; choose with --label)."
+        )
+    train_y, test_y = dataset.train.get(label), dataset.test.get(label)
     if protocol in FEATURE_PROTOCOLS:
         train_x, test_x = cached_features(encoder, dataset, layer, cache_dir, tag)
-        args = (train_x, dataset.train_labels, test_x, dataset.test_labels)
+        args = (train_x, train_y, test_x, test_y)
         if protocol == "linear":
             return evaluation.linear_probe(*args, seed=seed, **options)
         if protocol == "knn":
@@ -240,7 +260,12 @@ def run_protocol(protocol, encoder, dataset, layer, cache_dir, tag, seed, option
         raise UserError(
             f"--layer applies to feature protocols {FEATURE_PROTOCOLS}, not {protocol!r}."
         )
-    images = (dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels)
+    if encoder.module is None or encoder.input_name != "images":
+        raise UserError(
+            f"protocol {protocol!r} trains an image encoder module; representation "
+            f"{encoder.name!r} is not one (use linear, knn or fewshot)."
+        )
+    images = (dataset.train_images, train_y, dataset.test_images, test_y)
     if protocol == "linear_sgd":
         return evaluation.linear_probe_sgd(encoder, *images, seed=seed, **options)
     return evaluation.finetune(encoder, *images, seed=seed, **options)
@@ -267,7 +292,15 @@ def headline(result: dict) -> dict:
 
 
 def evaluate(
-    checkpoint, protocol, layer=None, dataset_name=None, output=None, seed=0, options=None
+    checkpoint,
+    protocol,
+    layer=None,
+    dataset_name=None,
+    output=None,
+    seed=0,
+    options=None,
+    representation=None,
+    label=None,
 ) -> dict:
     """Runs ``protocol`` on the checkpoint and its random-init baseline; writes and prints it.
 
@@ -276,7 +309,8 @@ def evaluate(
     """
     if protocol not in PROTOCOLS:
         raise unknown_name("protocol", protocol, PROTOCOLS)
-    encoder, baseline, dataset, eval_dir = open_checkpoint(checkpoint, dataset_name)
+    encoder, baseline, dataset, eval_dir = open_checkpoint(checkpoint, dataset_name, representation)
+    label = label or ("labels" if "labels" in dataset.spec else next(iter(dataset.label_names), ""))
     eval_dir = output or eval_dir or os.path.join("runs", "eval_random")
     cache_dir = os.path.join(eval_dir, "features")
     results = {
@@ -289,23 +323,26 @@ def evaluate(
             "trained" if baseline else "random",
             seed,
             options,
+            label,
         )
     }
     if baseline is not None:
         results["random_init"] = run_protocol(
-            protocol, baseline, dataset, layer, cache_dir, "random", seed, options
+            protocol, baseline, dataset, layer, cache_dir, "random", seed, options, label
         )
     report = {
         "protocol": protocol,
         "checkpoint": checkpoint,
         "step": encoder.step,
+        "representation": encoder.name,
+        "label": label,
         "layer": layer or "output",
         "dataset": repr(dataset),
         "seed": seed,
         "options": to_json(options or {}),
         "splits": {
-            "train": len(dataset.train_images),
-            "test": len(dataset.test_images),
+            "train": dataset.num_train_examples,
+            "test": len(dataset.test[encoder.input_name]),
             "test_split": "the dataset's fixed held-out split; no choice is made on it",
         },
         "results": to_json(results),
@@ -353,6 +390,10 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", required=True, help=" | ".join(PROTOCOLS))
     parser.add_argument("--layer", help="a named layer of the encoder (default: its output)")
     parser.add_argument("--dataset", help="dataset name (default: the run's)")
+    parser.add_argument(
+        "--representation", help="which representation of the objective (default: encoder)"
+    )
+    parser.add_argument("--label", help="which label to predict (default: labels)")
     parser.add_argument("--output", help="directory for the results (default: DIR/eval)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -374,6 +415,8 @@ def main(argv=None) -> int:
             args.output,
             args.seed,
             options,
+            args.representation,
+            args.label,
         )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -20,10 +20,8 @@ import functools
 import json
 import os
 import sys
-from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
@@ -32,77 +30,41 @@ from jax.sharding import PartitionSpec as P
 from ssl_jax import config as config_lib
 from ssl_jax.checkpoint import Checkpoints
 from ssl_jax.data import load_dataset
-from ssl_jax.data.pipeline import steps_per_epoch, to_float_images
+from ssl_jax.data.pipeline import steps_per_epoch
+from ssl_jax.data.spec import decoded_spec, sample_batch, spec_to_json
 from ssl_jax.errors import UserError
 from ssl_jax.logs import MetricsLog
-from ssl_jax.objectives import Objective, make_objective
-from ssl_jax.optim import make_optimizer
 from ssl_jax.readout import check_readout_config, run_readout
+from ssl_jax.state import (
+    TrainState,
+    build_objective,
+    frozen_modules,
+    init_state,
+    load_init_from,
+    parameter_groups,
+)
 
 
-class TrainState(NamedTuple):
-    """Everything a run carries from step to step, as one pytree."""
-
-    step: jax.Array  # int32 [], number of completed steps
-    params: dict  # {module name: params}
-    batch_stats: dict  # {module name: batch-norm statistics}
-    opt_state: dict  # {parameter group: optax state}
-    objective_state: Any  # EMA targets, queues, centres...; {} when the objective has none
-    rng: jax.Array  # uint32 [2], the run's key; step t uses fold_in(rng, t)
-
-    def __repr__(self) -> str:
-        return describe_tree(self._asdict(), name="TrainState")
-
-
-def describe_tree(tree, name: str = "") -> str:
-    """A readable outline of a pytree: one line per leaf with its dtype and shape."""
-    lines = [f"{name}("] if name else []
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        shape = "×".join(map(str, np.shape(leaf))) or "scalar"
-        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
-        lines.append(f"  {jax.tree_util.keystr(path)}: {dtype}[{shape}]")
-    count = sum(int(np.size(x)) for x in jax.tree.leaves(tree))
-    lines.append(f"){' ' + f'{count:,} numbers' if name else ''}")
-    return "\n".join(lines)
-
-
-def parameter_groups(objective: Objective, params: dict) -> dict[str, tuple[str, ...]]:
-    return dict(objective.param_groups or {"model": tuple(params)})
-
-
-def group_optim_config(config, group: str):
-    groups = config.get("optim_groups") or {}
-    return groups.get(group, config.optim)
-
-
-def init_state(objective, optimizers, sample_images, seed: int) -> TrainState:
-    """The state before step 0: initial parameters, optimizer states and objective state."""
-    init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
-    params, batch_stats, objective_state = objective.init(init_key, sample_images)
-    opt_state = {
-        group: optimizers[group].init({m: params[m] for m in modules})
-        for group, modules in parameter_groups(objective, params).items()
-    }
-    return TrainState(jnp.int32(0), params, batch_stats, opt_state, objective_state, rng)
-
-
-def loss_of_group(trainable, *, objective, params, batch_stats, objective_state, batch, key, group):
+def loss_of_group(
+    trainable, *, objective, params, batch_stats, objective_state, batch, key, step, group
+):
     """The objective's loss as a function of one group's parameters, the others fixed."""
     merged = {**params, **trainable}
-    return objective.loss(merged, batch_stats, objective_state, batch, key, group=group)
+    return objective.loss(merged, batch_stats, objective_state, batch, key, step, group=group)
 
 
-def train_step(state: TrainState, batch: dict, *, objective, optimizers, schedules):
+def train_step(state: TrainState, batch: dict, *, objective, optimizers, schedules, frozen=()):
     """One optimisation step on the global batch: ``(state, batch) -> (state, metrics)``.
 
-    Each parameter group in turn (one group unless the objective defines several) takes the
-    gradient of ``objective.loss(..., group=g)`` with respect to its own modules, the others
-    held fixed, and applies its own optimizer; then the objective updates its extra state.
+    ``batch`` holds the decoded named arrays (the data pipeline decodes them). Each parameter
+    group in turn (one group unless the objective defines several) takes the gradient of
+    ``objective.loss(..., group=g)`` with respect to its own modules, the others held fixed,
+    and applies its own optimizer; then the objective updates its extra state. ``frozen``
+    modules take no step, and their batch statistics stay as loaded.
     """
-    batch = {**batch, "images": to_float_images(batch["images"])}
     step_key = jax.random.fold_in(state.rng, state.step)
     params, batch_stats, opt_state = state.params, state.batch_stats, dict(state.opt_state)
-    groups = parameter_groups(objective, params)
+    groups = parameter_groups(objective, params, frozen)
     metrics, outputs = {}, {}
     for index, (group, modules) in enumerate(groups.items()):
         group_params = {m: params[m] for m in modules}
@@ -115,12 +77,14 @@ def train_step(state: TrainState, batch: dict, *, objective, optimizers, schedul
             objective_state=state.objective_state,
             batch=batch,
             key=jax.random.fold_in(step_key, index) if len(groups) > 1 else step_key,
+            step=state.step,
             group=group,
         )
         (_, out), grads = jax.value_and_grad(group_loss, has_aux=True)(group_params)
         updates, opt_state[group] = optimizers[group].update(grads, opt_state[group], group_params)
         params = {**params, **optax.apply_updates(group_params, updates)}
-        batch_stats = {**batch_stats, **out.batch_stats}
+        new_stats = {m: v for m, v in out.batch_stats.items() if m not in frozen}
+        batch_stats = {**batch_stats, **new_stats}
         outputs.update(out.outputs)
         prefix = f"{group}/" if len(groups) > 1 else ""
         metrics.update({prefix + k: v for k, v in out.metrics.items()})
@@ -150,12 +114,16 @@ def make_mesh(num_devices: int) -> Mesh:
     return Mesh(np.array(devices), ("data",), axis_types=(AxisType.Auto,))
 
 
-def compile_train_step(objective, optimizers, schedules, mesh: Mesh):
+def compile_train_step(objective, optimizers, schedules, mesh: Mesh, frozen=()):
     """``train_step`` jitted over the mesh: state replicated, batch sharded, state donated."""
     replicated = NamedSharding(mesh, P())
     batch_sharded = NamedSharding(mesh, P("data"))
     step = functools.partial(
-        train_step, objective=objective, optimizers=optimizers, schedules=schedules
+        train_step,
+        objective=objective,
+        optimizers=optimizers,
+        schedules=schedules,
+        frozen=tuple(frozen),
     )
     return jax.jit(
         step,
@@ -163,19 +131,6 @@ def compile_train_step(objective, optimizers, schedules, mesh: Mesh):
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
-
-
-def build_objective(config, image_shape):
-    """The objective and, for each of its parameter groups, an optimizer and its schedule."""
-    objective = make_objective(config, image_shape)
-    sample_images = jnp.zeros((2, *image_shape), jnp.float32)
-    abstract_params = jax.eval_shape(objective.init, jax.random.PRNGKey(0), sample_images)[0]
-    optimizers, schedules = {}, {}
-    for group in parameter_groups(objective, abstract_params):
-        optimizers[group], schedules[group] = make_optimizer(
-            group_optim_config(config, group), config.num_steps, config.batch_size
-        )
-    return objective, optimizers, schedules
 
 
 def check_batch_size(global_batch: int, mesh: Mesh) -> None:
@@ -209,17 +164,30 @@ def prepare_workdir(config, dataset, workdir: str, resume: bool, checkpoints: Ch
         with open(config_path, "w") as f:
             json.dump(resolved, f, indent=2)
         with open(os.path.join(workdir, "run_info.json"), "w") as f:
-            info = {"dataset": repr(dataset), "image_shape": list(dataset.image_shape)}
+            info = {"dataset": repr(dataset), "input_spec": spec_to_json(dataset.spec)}
             json.dump(info, f, indent=2)
 
 
-def check_finite(step: int, metrics: dict, checkpoints: Checkpoints) -> None:
-    loss = metrics.get("loss", next((v for k, v in metrics.items() if k.endswith("loss")), 0.0))
-    if not np.isfinite(loss):
+def loss_values(metrics: dict) -> dict:
+    """The logged losses of every parameter group: metrics named ``loss`` or ``…loss``."""
+    return {k: v for k, v in metrics.items() if k.split("/")[-1].endswith("loss")}
+
+
+def check_finite(step: int, metrics: dict, checkpoints: Checkpoints, objective_name: str) -> None:
+    """Stops a run whose loss (any group's) is not finite; an objective must log a loss."""
+    losses = loss_values(metrics)
+    if not losses:
+        raise UserError(
+            f"objective {objective_name!r} logs no loss metric (its metrics: "
+            f"{', '.join(metrics)}); its loss function must return metrics with a 'loss' entry."
+        )
+    bad = {k: float(v) for k, v in losses.items() if not np.all(np.isfinite(v))}
+    if bad:
         latest = checkpoints.latest_step()
         kept = f"the last good checkpoint is step {latest}" if latest else "no checkpoint yet"
+        name, value = next(iter(bad.items()))
         raise UserError(
-            f"training diverged: the loss is {loss} at step {step} ({kept}, in "
+            f"training diverged: the {name} is {value} at step {step} ({kept}, in "
             f"{checkpoints.directory}); lower --config.optim.lr or set --config.optim.clip_norm."
         )
 
@@ -260,17 +228,21 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
     check_batch_size(config.batch_size, mesh)
     check_readout_config(config.readout)
     steps_per_epoch(dataset.num_train_examples, config.batch_size)
-    objective, optimizers, schedules = build_objective(config, dataset.image_shape)
+    objective, optimizers, schedules = build_objective(config, dataset.spec)
+    frozen = frozen_modules(config)
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     prepare_workdir(config, dataset, workdir, resume, checkpoints)
 
-    # The initial state, replicated on the mesh; or the latest checkpoint with --resume.
-    sample_images = jnp.zeros((2, *dataset.image_shape), jnp.float32)  # init reads shapes only
+    # The initial state, replicated on the mesh (modules named by init_from loaded from another
+    # run); or the latest checkpoint with --resume.
+    sample = sample_batch(decoded_spec(dataset.spec))  # init reads shapes only
+    abstract = jax.eval_shape(objective.init, jax.random.PRNGKey(0), sample)
+    loaded = load_init_from(config, abstract[0], abstract[1])
     initialize = jax.jit(
-        functools.partial(init_state, objective, optimizers, seed=config.seed),
+        functools.partial(init_state, objective, optimizers, seed=config.seed, frozen=frozen),
         out_shardings=NamedSharding(mesh, P()),
     )
-    state = initialize(sample_images)
+    state = initialize(sample, loaded=loaded)
     start_step = 0
     if resume and checkpoints.latest_step() is not None:
         state = restore_state(checkpoints, state, resume_from_step)
@@ -283,7 +255,7 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
 
     # The loop. Metrics stay on device until a log step, so the host never waits on the
     # device in between; a save only happens after the losses since the last log are checked.
-    step_fn = compile_train_step(objective, optimizers, schedules, mesh)
+    step_fn = compile_train_step(objective, optimizers, schedules, mesh, frozen)
     sharding = NamedSharding(mesh, P("data"))
     log = MetricsLog(workdir, start_step, config.num_steps, enabled=is_main)
     data = dataset.train_batches(config.batch_size, config.seed, start_step, sharding)
@@ -298,7 +270,7 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
             save_now = done % config.checkpoint_every == 0 or done == config.num_steps
             if done % config.log_every == 0 or save_now or done == start_step + 1:
                 for logged_step, values in jax.device_get(pending):
-                    check_finite(logged_step, values, checkpoints)
+                    check_finite(logged_step, values, checkpoints, objective.name)
                 log.write(pending[-1][0], jax.device_get(pending[-1][1]), steps_done=len(pending))
                 pending = []
             if save_now:
@@ -308,15 +280,15 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
         checkpoints.close()
         log.close()
 
-    if not (config.readout.enabled and dataset.has_labels):
-        if is_main and not dataset.has_labels:
-            print("readout skipped: the dataset has no labels.")
+    if not config.readout.enabled:
         return {}
     in_memory = dataset.readout_data(
         config.readout.max_train_examples, config.readout.max_heldout_examples
     )
-    result = run_readout(config, in_memory, state, initial_state=initialize(sample_images))
-    if is_main:
+    result = run_readout(
+        config, in_memory, objective, state, initial_state=initialize(sample, loaded=loaded)
+    )
+    if is_main and result:
         with open(os.path.join(workdir, "readout.json"), "w") as f:
             json.dump(result, f, indent=2)
     return result

@@ -53,6 +53,10 @@ def tiny_config(objective: str = "simclr", **objective_fields) -> ml_collections
         "toy_ema_queue": dict(dim=8, queue_size=96, temperature=0.2, momentum=0.9),
         "toy_alternating": {},
         "toy_nan_after": dict(nan_from_step=4),
+        "toy_multimodal": {},
+        "toy_no_loss_metric": dict(
+            code_dim=8, decoder_hidden_dims=(32,), reconstruction="bernoulli"
+        ),
         "toy_slow": dict(
             temperature=0.2, projector=dict(hidden_dims=(32,), output_dim=16), pause_sec=0.25
         ),

@@ -145,11 +145,17 @@ def test_npz_errors_name_the_problem(tmp_path, capsys):
     err = error_line(
         capsys, ["--config", config, "--workdir", workdir, f"--config.dataset=npz:{no_images}"]
     )
-    assert "has no 'images' array (found: pictures)" in err
+    assert "has no 'images', 'tokens' or 'audio' array (found: pictures)" in err
     err = error_line(
         capsys, ["--config", config, "--workdir", workdir, f"--config.dataset=npz:{mismatched}"]
     )
-    assert "'labels' has shape (39,) but 'images' has 40 examples" in err
+    assert "'labels' has 39 entries but 'images' has 40 examples" in err
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, images=np.zeros((40, 8, 8), np.uint8), labels=np.array([None] * 40))
+    err = error_line(
+        capsys, ["--config", config, "--workdir", workdir, f"--config.dataset=npz:{objects}"]
+    )
+    assert "'labels' holds Python objects (dtype=object)" in err
 
 
 def test_user_npz_trains(tmp_path, digits):

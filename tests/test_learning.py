@@ -59,5 +59,6 @@ def test_pretraining_beats_random_init_on_held_out_digits(
 ):
     config = short_config(ml_collections.ConfigDict(objective), num_steps, model)
     readout = train(config, str(tmp_path / objective["name"]))
-    assert readout["knn"]["trained"] > readout["knn"]["random_init"] + knn_margin
-    assert readout["linear"]["trained"] > readout["linear"]["random_init"]
+    scores = readout["representations"]["encoder"]["labels"]
+    assert scores["knn"]["trained"] > scores["knn"]["random_init"] + knn_margin
+    assert scores["linear"]["trained"] > scores["linear"]["random_init"]

@@ -27,4 +27,5 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     )
     with open(tmp_path / "quickstart" / "readout.json") as f:
         readout = json.load(f)
-    assert readout["knn"]["trained"] > readout["knn"]["random_init"]
+    scores = readout["representations"]["encoder"]["labels"]
+    assert scores["knn"]["trained"] > scores["knn"]["random_init"]

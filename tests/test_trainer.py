@@ -12,8 +12,9 @@ from jax.sharding import PartitionSpec as P
 
 from ssl_jax import train
 from ssl_jax.data import pipeline
+from ssl_jax.data.spec import decoded_spec, sample_batch
 from ssl_jax.models import ProjectionHead, build_encoder
-from ssl_jax.objectives.base import apply_module
+from ssl_jax.objectives.base import NoState, apply_module
 from ssl_jax.objectives.simclr import l2_normalize
 from tests.configs import tiny_config
 
@@ -21,8 +22,8 @@ from tests.configs import tiny_config
 def start_run(config, dataset, num_devices):
     """(state, jitted step, batch iterator) for ``config`` on a mesh of ``num_devices``."""
     mesh = train.make_mesh(num_devices)
-    objective, optimizers, schedules = train.build_objective(config, dataset.image_shape)
-    sample = jnp.asarray(dataset.train_images[:2], jnp.float32) / 255.0
+    objective, optimizers, schedules = train.build_objective(config, dataset.spec)
+    sample = sample_batch(decoded_spec(dataset.spec))
     init = functools.partial(train.init_state, objective, optimizers, seed=config.seed)
     state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(sample)
     step = train.compile_train_step(objective, optimizers, schedules, mesh)
@@ -65,7 +66,7 @@ def test_state_prints_as_a_readable_outline(digits):
     state, *_ = start_run(tiny_config("toy_ema_queue"), digits, num_devices=1)
     text = repr(state)
     assert text.startswith("TrainState(")
-    assert "['params']['encoder']" in text and "['objective_state']['queue']: float32[96×8]" in text
+    assert "['params']['encoder']" in text and "['objective_state'].queue: float32[96×8]" in text
     assert "numbers" in text.splitlines()[-1]
 
 
@@ -76,16 +77,16 @@ def test_ema_target_moves_by_the_ema_rule_and_gets_no_gradient(digits):
     _, batch = next(data)
     state1 = jax.device_get(step(state0, batch)[0])
     expected = jax.tree.map(
-        lambda t, p: 0.75 * t + 0.25 * p, state0.objective_state["target_params"], state1.params
+        lambda t, p: 0.75 * t + 0.25 * p, state0.objective_state.target_params, state1.params
     )
     jax.tree.map(
         functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-7),
-        state1.objective_state["target_params"],
+        state1.objective_state.target_params,
         expected,
     )
     # The online parameters did move, so the EMA identity above is not vacuous.
     moved = jax.tree.map(
-        lambda a, b: np.abs(a - b).max(), state1.params, state0.objective_state["target_params"]
+        lambda a, b: np.abs(a - b).max(), state1.params, state0.objective_state.target_params
     )
     assert max(jax.tree.leaves(moved)) > 1e-4
 
@@ -103,20 +104,20 @@ def test_queue_is_fifo_and_holds_the_keys_of_the_whole_global_batch(digits):
     # The keys of step 1, computed here on one device from the full global batch with the
     # step-0 target network: every example of every device's shard is in the queue.
     target = state0.objective_state
-    images = np.asarray(jax.device_get(batch1["images"]), np.float32) / 255.0
+    images = np.asarray(jax.device_get(batch1["images"]))  # decoded: float32 in [0, 1]
     encoder = build_encoder(config.model, digits.image_shape)
     projector = ProjectionHead(hidden_dims=(16,), output_dim=config.objective.dim)
-    stats = target["target_batch_stats"]
-    h, _ = apply_module(encoder, target["target_params"], stats, "encoder", images, train=False)
-    z, _ = apply_module(projector, target["target_params"], stats, "projector", h, train=False)
+    stats = target.target_batch_stats
+    h, _ = apply_module(encoder, target.target_params, stats, "encoder", images, train=False)
+    z, _ = apply_module(projector, target.target_params, stats, "projector", h, train=False)
     keys1 = np.asarray(l2_normalize(z))
 
-    queue1 = state1.objective_state["queue"]
+    queue1 = state1.objective_state.queue
     assert queue1.shape == (queue_size, config.objective.dim)
     np.testing.assert_allclose(queue1[:batch_size], keys1, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(queue1[batch_size:], target["queue"][:-batch_size])
+    np.testing.assert_array_equal(queue1[batch_size:], target.queue[:-batch_size])
     # FIFO: one step later the step-1 keys sit one batch further back.
-    queue2 = state2.objective_state["queue"]
+    queue2 = state2.objective_state.queue
     np.testing.assert_array_equal(queue2[batch_size:], queue1[:-batch_size])
 
 
@@ -134,7 +135,7 @@ def test_two_parameter_groups_alternate_with_their_own_optimizers(digits):
     state1 = jax.device_get(step(state0, batch)[0])
 
     # The same step by hand: D steps with lr 0.1 first, then G with lr 0.01 against the new D.
-    images = jnp.asarray(batch["images"], jnp.float32) / 255.0
+    images = jnp.asarray(batch["images"])  # decoded: float32 in [0, 1]
     key = jax.random.fold_in(state0.rng, 0)
     groups = objective.param_groups
 
@@ -145,9 +146,10 @@ def test_two_parameter_groups_alternate_with_their_own_optimizers(digits):
             return objective.loss(
                 {**params, **t},
                 stats,
-                {},
+                NoState(),
                 {"images": images, "labels": batch["labels"]},
                 jax.random.fold_in(key, index),
+                jnp.int32(0),
                 group=group,
             )
 

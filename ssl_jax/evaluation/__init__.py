@@ -4,7 +4,7 @@ All take NumPy or JAX arrays, choose no hyperparameter on the test split, and re
 with the results and every setting used. See docs/evaluation.md.
 """
 
-from ssl_jax.evaluation.diagnostics import (
+from ssl_jax.diagnostics import (
     alignment,
     collapse_diagnostics,
     effective_rank,

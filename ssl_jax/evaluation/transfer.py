@@ -34,20 +34,17 @@ def class_subset(dataset: Dataset, classes) -> Dataset:
     lookup = np.full(max(max(classes), int(dataset.num_classes)) + 1, -1, np.int32)
     lookup[classes] = np.arange(len(classes), dtype=np.int32)
 
-    def keep(images, labels):
-        rows = lookup[labels] >= 0
-        return images[rows], lookup[labels[rows]]
+    def keep(arrays):
+        rows = lookup[arrays["labels"]] >= 0
+        kept = {name: array[rows] for name, array in arrays.items()}
+        kept["labels"] = lookup[kept["labels"]]
+        return kept
 
-    train_images, train_labels = keep(dataset.train_images, dataset.train_labels)
-    test_images, test_labels = keep(dataset.test_images, dataset.test_labels)
     name = f"{dataset.name}[classes {','.join(map(str, classes))}]"
+    spec = dict(dataset.spec)
+    spec["labels"] = dataclasses.replace(spec["labels"], num_values=len(classes))
     return dataclasses.replace(
-        dataset,
-        name=name,
-        train_images=train_images,
-        train_labels=train_labels,
-        test_images=test_images,
-        test_labels=test_labels,
+        dataset, name=name, train=keep(dataset.train), test=keep(dataset.test), spec=spec
     )
 
 

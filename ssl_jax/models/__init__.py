@@ -12,9 +12,11 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssl_jax.errors import UserError, close_matches, unknown_name
+from ssl_jax.models.audio import WaveformEncoder
 from ssl_jax.models.cnn import MLPEncoder, SmallCNN
 from ssl_jax.models.heads import MLPDecoder, ProjectionHead
 from ssl_jax.models.resnet import ResNet
+from ssl_jax.models.text import TokenTransformer
 from ssl_jax.models.vit import ViT
 
 # name → (module class, its fixed settings); the config gives the other fields.
@@ -26,6 +28,9 @@ ENCODERS: dict[str, tuple[type[nn.Module], dict]] = {
     "resnet50": (ResNet, dict(stage_sizes=(3, 4, 6, 3), block="bottleneck")),
     "vit_tiny": (ViT, dict(dim=192, depth=12, num_heads=3)),
     "vit_small": (ViT, dict(dim=384, depth=12, num_heads=6)),
+    "token_transformer": (TokenTransformer, {}),
+    # Waveforms [B, T] → frame sequences [B, T', D], not one vector (ssl_jax.models.audio).
+    "conv1d_audio": (WaveformEncoder, {}),
 }
 
 
@@ -34,12 +39,15 @@ def register_encoder(name: str, module_class: type[nn.Module], **fixed) -> None:
     ENCODERS[name] = (module_class, fixed)
 
 
-def build_encoder(model_config, image_shape=None, dtype=jnp.float32) -> nn.Module:
+def build_encoder(model_config, input_spec=None, dtype=jnp.float32) -> nn.Module:
     """Builds the encoder named by ``model_config.name`` with the config's other fields.
 
     Args:
       model_config: a mapping with ``name`` and the module's constructor fields.
-      image_shape: (H, W, C) of the input; when given, the encoder checks it accepts it.
+      input_spec: the `ssl_jax.data.spec.ArraySpec` of the input the encoder reads (or, for
+        images, their (H, W, C) shape). When given, the encoder checks it accepts it
+        (``check_input_shape``), and fields the spec determines and the config leaves out are
+        filled from it: ``vocab_size`` of a token encoder, ``num_samples`` of an audio encoder.
       dtype: compute dtype of activations (parameters stay float32).
     """
     fields = dict(model_config)
@@ -54,9 +62,16 @@ def build_encoder(model_config, image_shape=None, dtype=jnp.float32) -> nn.Modul
                 f"model {name!r} has no setting {key!r}.{close_matches(key, allowed)} "
                 f"Settings: {', '.join(sorted(allowed))}."
             )
+    shape = None
+    if input_spec is not None:
+        shape = tuple(getattr(input_spec, "shape", input_spec))
+        from_spec = {"vocab_size": getattr(input_spec, "num_values", None)}
+        for key, value in from_spec.items():
+            if key in allowed and key not in fields and key not in fixed and value:
+                fields[key] = value
     encoder = module_class(**{**fixed, **fields}, dtype=dtype)
-    if image_shape is not None:
-        encoder.check_input_shape(tuple(image_shape))
+    if shape is not None:
+        encoder.check_input_shape(shape)
     return encoder
 
 

@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.models import MLPDecoder, build_encoder
 from ssl_jax.objectives import register_objective
-from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
+from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
 
 RECONSTRUCTION_LOSSES = ("mse", "bernoulli")
 
@@ -41,29 +42,31 @@ def reconstruction_loss(logits, images, kind):
 
 
 @register_objective("autoencoder")
-def make(config, image_shape) -> Objective:
+def make(config, input_spec) -> Objective:
     cfg = config.objective
+    image_spec = require(input_spec, "images", "autoencoder", kind="images")
     if cfg.reconstruction not in RECONSTRUCTION_LOSSES:
         raise UserError(
             f"objective.reconstruction must be one of {RECONSTRUCTION_LOSSES}, "
             f"got {cfg.reconstruction!r}."
         )
     dtype = jnp.dtype(config.compute_dtype)
-    encoder = build_encoder(config.model, image_shape, dtype=dtype)
+    encoder = build_encoder(config.model, image_spec, dtype=dtype)
     bottleneck = nn.Dense(cfg.code_dim, dtype=dtype)
-    decoder = MLPDecoder(image_shape, hidden_dims=tuple(cfg.decoder_hidden_dims), dtype=dtype)
+    decoder = MLPDecoder(image_spec.shape, hidden_dims=tuple(cfg.decoder_hidden_dims), dtype=dtype)
 
-    def init(key, images):
+    def init(key, sample_batch):
+        images = sample_batch["images"]
         enc_key, code_key, dec_key = jax.random.split(key, 3)
         enc_params, enc_stats = init_module(encoder, enc_key, images)
         h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
         code_params = bottleneck.init(code_key, h)["params"]
         dec_params, _ = init_module(decoder, dec_key, bottleneck.apply({"params": code_params}, h))
         params = {"encoder": enc_params, "bottleneck": code_params, "decoder": dec_params}
-        return params, {"encoder": enc_stats}, {}
+        return params, {"encoder": enc_stats}, NoState()
 
-    def loss(params, batch_stats, objective_state, batch, key, *, group):
-        del objective_state, key, group
+    def loss(params, batch_stats, objective_state, batch, key, step, *, group):
+        del objective_state, key, step, group
         images = batch["images"]
         h, enc_stats = apply_module(encoder, params, batch_stats, "encoder", images, train=True)
         code = bottleneck.apply({"params": params["bottleneck"]}, h)

@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax import augment
-from ssl_jax.evaluation.diagnostics import alignment, embedding_std, uniformity
+from ssl_jax.data.spec import require
+from ssl_jax.diagnostics import alignment, embedding_std, uniformity
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives import register_objective
-from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
+from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
 
 
 def l2_normalize(x, axis=-1, eps=1e-12):
@@ -53,10 +54,11 @@ def nt_xent_loss(z1, z2, temperature):
 
 
 @register_objective("simclr")
-def make(config, image_shape) -> Objective:
+def make(config, input_spec) -> Objective:
     cfg = config.objective
+    image_spec = require(input_spec, "images", "simclr", kind="images")
     dtype = jnp.dtype(config.compute_dtype)
-    encoder = build_encoder(config.model, image_shape, dtype=dtype)
+    encoder = build_encoder(config.model, image_spec, dtype=dtype)
     projector = ProjectionHead(
         hidden_dims=tuple(cfg.projector.hidden_dims),
         output_dim=cfg.projector.output_dim,
@@ -64,7 +66,8 @@ def make(config, image_shape) -> Objective:
     )
     aug_config = config.aug
 
-    def init(key, images):
+    def init(key, sample_batch):
+        images = sample_batch["images"]
         enc_key, proj_key = jax.random.split(key)
         enc_params, enc_stats = init_module(encoder, enc_key, images)
         features = encoder.apply(
@@ -73,10 +76,10 @@ def make(config, image_shape) -> Objective:
         proj_params, proj_stats = init_module(projector, proj_key, features)
         params = {"encoder": enc_params, "projector": proj_params}
         batch_stats = {"encoder": enc_stats, "projector": proj_stats}
-        return params, batch_stats, {}
+        return params, batch_stats, NoState()
 
-    def loss(params, batch_stats, objective_state, batch, key, *, group):
-        del objective_state, group
+    def loss(params, batch_stats, objective_state, batch, key, step, *, group):
+        del objective_state, step, group
         view1, view2 = augment.make_views(batch["images"], key, aug_config)
         # Both views go through one forward pass, so batch norm normalises over all 2B views.
         h, enc_stats = apply_module(

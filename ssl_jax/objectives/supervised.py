@@ -6,7 +6,7 @@ like any other representation. Label smoothing ε replaces the one-hot target y 
 (1 − ε)·y + ε/K.
 
 Like SimCLR, it logs the cheap collapse diagnostics of the batch's encoder features
-(`ssl_jax.evaluation.diagnostics`): ``embedding_std`` (≈ 1/√d when spread) and
+(`ssl_jax.diagnostics`): ``embedding_std`` (≈ 1/√d when spread) and
 ``effective_rank`` (RankMe, uncentred), so supervised and self-supervised runs can be
 compared on them during pretraining.
 """
@@ -17,11 +17,12 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax import augment
+from ssl_jax.data.spec import require
+from ssl_jax.diagnostics import effective_rank, embedding_std
 from ssl_jax.errors import UserError
-from ssl_jax.evaluation.diagnostics import effective_rank, embedding_std
 from ssl_jax.models import build_encoder
 from ssl_jax.objectives import register_objective
-from ssl_jax.objectives.base import LossOutput, Objective, apply_module, init_module
+from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
 
 
 def smoothed_cross_entropy(logits, labels, num_classes, smoothing):
@@ -31,22 +32,29 @@ def smoothed_cross_entropy(logits, labels, num_classes, smoothing):
 
 
 @register_objective("supervised")
-def make(config, image_shape) -> Objective:
+def make(config, input_spec) -> Objective:
     cfg = config.objective
+    image_spec = require(input_spec, "images", "supervised", kind="images")
+    label_spec = require(input_spec, "labels", "supervised", kind="label")
+    if cfg.num_classes < label_spec.num_values:
+        raise UserError(
+            f"objective.num_classes is {cfg.num_classes} but the labels go up to "
+            f"{label_spec.num_values - 1}; set --config.objective.num_classes="
+            f"{label_spec.num_values}."
+        )
     dtype = jnp.dtype(config.compute_dtype)
-    encoder = build_encoder(config.model, image_shape, dtype=dtype)
+    encoder = build_encoder(config.model, image_spec, dtype=dtype)
     classifier = nn.Dense(cfg.num_classes, dtype=dtype)
 
-    def init(key, images):
+    def init(key, sample_batch):
+        images = sample_batch["images"]
         enc_params, enc_stats = init_module(encoder, key, images)
         h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
         params = {"encoder": enc_params, "classifier": classifier.init(key, h)["params"]}
-        return params, {"encoder": enc_stats}, {}
+        return params, {"encoder": enc_stats}, NoState()
 
-    def loss(params, batch_stats, objective_state, batch, key, *, group):
-        del objective_state, group
-        if "labels" not in batch:
-            raise UserError("the supervised objective needs a dataset with labels.")
+    def loss(params, batch_stats, objective_state, batch, key, step, *, group):
+        del objective_state, step, group
         images = batch["images"]
         if cfg.augment:
             images = augment.make_views(images, key, config.aug)[0]

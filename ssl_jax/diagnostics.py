@@ -1,4 +1,5 @@
-"""Collapse diagnostics of an embedding, cheap enough to log while pretraining.
+"""Collapse diagnostics of an embedding, cheap enough to log while pretraining (a leaf module:
+objectives import it without the evaluation package).
 
 - ``embedding_std``: the per-dimension standard deviation of L2-normalised embeddings,
   averaged over dimensions (SimSiam's collapse monitor): about 1/√d for embeddings spread over
