@@ -82,6 +82,7 @@ def multimodal_run(multimodal_npz, tmp_path_factory):
 
 def test_an_npz_of_three_modalities_arrives_decoded_on_the_mesh(multimodal_npz):
     dataset = load_dataset(f"npz:{multimodal_npz}")
+    assert dataset.name == f"npz:{multimodal_npz}"
     kinds = {name: spec.kind for name, spec in dataset.spec.items()}
     assert kinds == {
         "images": "images",

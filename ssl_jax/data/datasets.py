@@ -77,11 +77,11 @@ class ArrayDataset:
         """Infers the spec from ``train`` (``spec_fields``: per-name `ArraySpec` fields)."""
         spec = spec_of_arrays(train, **spec_fields)
         counted = [n for n, s in spec.items() if s.kind in ("label", "tokens")]
-        for name in counted:  # classes or ids present only in the test split count too
-            if "num_values" in spec_fields.get(name, {}):
+        for key in counted:  # classes or ids present only in the test split count too
+            if "num_values" in spec_fields.get(key, {}):
                 continue
-            top = int(max(train[name].max(), test[name].max())) + 1
-            spec[name] = dataclasses.replace(spec[name], num_values=top)
+            top = int(max(train[key].max(), test[key].max())) + 1
+            spec[key] = dataclasses.replace(spec[key], num_values=top)
         return cls(name, dict(train), dict(test), spec)
 
     # --- what the trainer uses -----------------------------------------------------------
