@@ -192,6 +192,19 @@ def test_each_epoch_is_a_fresh_permutation_of_all_examples(tiny):
     assert epoch0 != epoch1
 
 
+def test_tfds_and_in_memory_datasets_share_one_batch_order(tiny):
+    # Each step reads the records at the in-memory rule's indices, across an epoch boundary
+    # and for other seeds (each image holds its example id; TFDS shuffled the file order).
+    from ssl_jax.data.pipeline import batch_indices
+
+    id_of_record = [int(tiny.train_source[i]["image"][0, 0, 0]) for i in range(NUM_TRAIN)]
+    for seed in (0, 5):
+        ds = tiny.train_dataset(8, seed=seed, process_index=0, process_count=1)
+        for step in (0, 4, 5, 11):
+            records = batch_indices(NUM_TRAIN, 8, seed, step)
+            assert ids(ds[step]) == [id_of_record[r] for r in records]
+
+
 def test_last_incomplete_batch_of_an_epoch_is_dropped(tiny):
     by_16 = tiny.train_dataset(16, seed=0, process_index=0, process_count=1)  # 40 = 2 × 16 + 8
     by_8 = tiny.train_dataset(8, seed=0, process_index=0, process_count=1)  # 40 = 5 × 8
