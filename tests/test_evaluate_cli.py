@@ -133,9 +133,14 @@ def test_disentanglement_protocol_scores_generated_shapes(trained_run):
         "batch_size": 8,
     }
     report = evaluate.evaluate(workdir, "disentanglement", options=options)
-    trained = report["results"]["trained"]
-    for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness"):
+    trained, untrained = report["results"]["trained"], report["results"]["random_init"]
+    scores = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness")
+    for key in scores:
         assert 0.0 <= trained[key] <= 1.0
+    # Each encoder's own codes are scored, under the same settings: the checkpoint and its
+    # random initialisation cannot tie on every score.
+    assert trained["settings"] == untrained["settings"]
+    assert [trained[key] for key in scores] != [untrained[key] for key in scores]
     assert "resized" in trained["settings"]["images"]
     assert trained["settings"]["mig"]["num_points"] == 200
 

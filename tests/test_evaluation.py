@@ -1,5 +1,8 @@
 """Evaluation protocols: agreement with scikit-learn, determinism, chunking, diagnostics."""
 
+import contextlib
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +27,9 @@ from ssl_jax.evaluation import (
     uniformity,
 )
 from ssl_jax.evaluation.linear_probe import _lbfgs_fit
+
+# The module, not the function of the same name that ssl_jax.evaluation exports.
+fewshot_module = importlib.import_module("ssl_jax.evaluation.fewshot")
 
 
 @pytest.fixture(scope="module")
@@ -81,14 +87,30 @@ def test_a_fit_on_some_rows_equals_a_fit_on_those_rows_alone(digit_pixels):
     np.testing.assert_array_equal(again["w"], masked["w"])
 
 
+@contextlib.contextmanager
+def traces_of(fun_name):
+    """Counts the jit traces of functions named `fun_name` (JAX's public monitoring events)."""
+    traces = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration" and kwargs.get("fun_name") == fun_name:
+            traces.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield traces
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def test_sweep_compiles_once_and_refits_on_train_plus_val(digit_pixels):
     train_x, train_y, test_x, test_y = digit_pixels
     # Drop 5 rows so the shapes are new to the jit cache whatever ran before.
     train_x, train_y = train_x[5:], train_y[5:]
-    before = _lbfgs_fit._cache_size()
-    result = linear_probe(train_x, train_y, test_x, test_y, l2_grid=[1e2, 1.0, 1e-2, 1e-4])
+    with traces_of(_lbfgs_fit.__name__) as traces:
+        result = linear_probe(train_x, train_y, test_x, test_y, l2_grid=[1e2, 1.0, 1e-2, 1e-4])
     # One compilation for the 4 sweep values, the 2 refinements and the train + val refit.
-    assert _lbfgs_fit._cache_size() - before == 1
+    assert len(traces) == 1
     assert len(result["sweep"]) == 6  # refined at best × 10^±0.5
     assert result["settings"]["refit_examples"] == len(train_x)
     standardised = (train_x - train_x.mean(0)) / np.where(
@@ -172,12 +194,30 @@ def test_fewshot_is_deterministic_given_the_seed(digit_pixels):
     assert mean("25") > mean("1")
 
 
-def test_fewshot_draws_match_whatever_the_method(digit_pixels):
+def test_fewshot_draws_match_whatever_the_method(digit_pixels, monkeypatch):
     # Same seed, same support sets: ridge and L-BFGS are compared on identical draws.
     train_x, train_y, test_x, test_y = digit_pixels
+    seen = {"ridge": [], "lbfgs": []}
+    ridge_predict, fit = fewshot_module._ridge_predict, fewshot_module.fit_logistic_regression
+
+    def spy_ridge(support_x, support_y, *args):
+        seen["ridge"].append((np.asarray(support_x), np.asarray(support_y)))
+        return ridge_predict(support_x, support_y, *args)
+
+    def spy_fit(x, y, *args, rows, **kwargs):
+        seen["lbfgs"].append((np.asarray(x)[rows], np.asarray(y)[rows]))
+        return fit(x, y, *args, rows=rows, **kwargs)
+
+    monkeypatch.setattr(fewshot_module, "_ridge_predict", spy_ridge)
+    monkeypatch.setattr(fewshot_module, "fit_logistic_regression", spy_fit)
     ridge = fewshot(train_x, train_y, test_x, test_y, shots=[5], draws=2, method="ridge")
     lbfgs = fewshot(train_x, train_y, test_x, test_y, shots=[5], draws=2, method="lbfgs")
-    assert ridge["settings"]["support_seed"] == lbfgs["settings"]["support_seed"]
+    assert len(seen["ridge"]) == len(seen["lbfgs"]) == 2
+    for (ridge_x, ridge_y), (lbfgs_x, lbfgs_y) in zip(seen["ridge"], seen["lbfgs"], strict=True):
+        np.testing.assert_array_equal(ridge_x, lbfgs_x)
+        np.testing.assert_array_equal(ridge_y, lbfgs_y)
+    # The two draws are different support sets (otherwise "identical draws" proves little).
+    assert not np.array_equal(seen["ridge"][0][0], seen["ridge"][1][0])
     assert (
         abs(ridge["test_top1_by_shots"]["5"]["mean"] - lbfgs["test_top1_by_shots"]["5"]["mean"])
         < 0.15

@@ -119,10 +119,13 @@ def ref_svcca(x, y, k=None, variance=0.99):
 
 
 def ref_rsa(x, y):
+    """Kriegeskorte's RSA: RSM_ij = Pearson correlation of example i's and j's raw features."""
     upper = np.triu_indices(x.shape[0], k=1)
-    rsm_x = np.corrcoef(ref_centre(x))[upper]
-    rsm_y = np.corrcoef(ref_centre(y))[upper]
-    return scipy.stats.spearmanr(rsm_x, rsm_y).statistic
+    return scipy.stats.spearmanr(np.corrcoef(x)[upper], np.corrcoef(y)[upper]).statistic
+
+
+def ref_rsa_centred_columns(x, y):
+    return ref_rsa(ref_centre(x), ref_centre(y))
 
 
 # --- Test cases -------------------------------------------------------------------------------
@@ -178,6 +181,11 @@ METRICS = {
         "cka",
     ),
     "rsa": (sim.rsa, ref_rsa, "cka"),
+    "rsa_center_columns": (
+        functools.partial(sim.rsa, center_columns=True),
+        ref_rsa_centred_columns,
+        "cka",
+    ),
     "r2_cca": (sim.r2_cca, ref_r2_cca, "cca"),
     "mean_cca_rho": (sim.mean_cca_rho, ref_mean_rho, "cca"),
     "pwcca": (sim.pwcca, ref_pwcca, "cca"),
@@ -248,14 +256,43 @@ REF_RSM = {
 }
 
 
+@pytest.mark.parametrize("center_columns", [False, True])
 @pytest.mark.parametrize("kernel", REF_RSM)
-def test_rsa_with_other_kernels_matches_reference(kernel):
+def test_rsa_with_other_kernels_matches_reference(kernel, center_columns):
     x, y = related_pair(0, 60, 7, 12)
     upper = np.triu_indices(60, k=1)
-    rsm_x, rsm_y = (REF_RSM[kernel](ref_centre(a))[upper] for a in (x, y))
+    prepare = ref_centre if center_columns else np.asarray
+    rsm_x, rsm_y = (REF_RSM[kernel](prepare(a))[upper] for a in (x, y))
     with jax.enable_x64(True):
-        value = float(sim.rsa(x, y, kernel=kernel))
+        value = float(sim.rsa(x, y, kernel=kernel, center_columns=center_columns))
     np.testing.assert_allclose(value, scipy.stats.spearmanr(rsm_x, rsm_y).statistic, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [10, 11, 12, 13])
+def test_rsa_default_is_kriegeskorte_rsa_of_raw_response_patterns(seed):
+    # Features with their own offsets and scales, as units of a network have.
+    rng = np.random.default_rng(seed)
+    n, p1, p2 = 25 + 5 * seed % 20, 4 + seed % 5, 9
+    x, y = related_pair(seed, n, p1, p2)
+    x = x * rng.uniform(0.5, 3.0, size=p1) + rng.normal(scale=2.0, size=p1)
+    y = y + rng.normal(size=p2)
+    value = float(sim.rsa(x.astype(np.float32), y.astype(np.float32)))
+    np.testing.assert_allclose(value, ref_rsa(x, y), rtol=1e-5, atol=1e-6)
+
+
+def test_rsa_definitions_differ_and_the_default_is_the_fields():
+    # Large per-feature offsets dominate the raw patterns: every example's pattern looks like the
+    # offset vector, so the raw and the column-centred RSMs rank the pairs differently.
+    rng = np.random.default_rng(7)
+    x, y = related_pair(7, 40, 6, 8)
+    x = x + rng.normal(scale=4.0, size=6)
+    y = y + rng.normal(scale=4.0, size=8)
+    field, centred = ref_rsa(x, y), ref_rsa_centred_columns(x, y)
+    assert abs(field - centred) > 0.05
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    np.testing.assert_allclose(float(sim.rsa(x32, y32)), field, rtol=1e-5)
+    np.testing.assert_allclose(float(sim.rsa(x32, y32, center_columns=True)), centred, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(sim.all_pairs("rsa", [x32], [y32])), [[field]], rtol=1e-5)
 
 
 def test_debiased_hsic_feature_space_equals_song_formula_on_grams():
@@ -391,6 +428,9 @@ def test_asymmetric_metrics_depend_on_argument_order(fn):
 
 
 EVERY_METRIC = {name: fn for name, (fn, _, _) in METRICS.items()}
+# Default RSA correlates each example's raw pattern, which moves when a feature is translated
+# across the examples (tested below); every other metric centres the columns first.
+TRANSLATION_INVARIANT = set(EVERY_METRIC) - {"rsa"}
 
 
 @pytest.mark.parametrize("seed", SEEDS[:2])
@@ -401,9 +441,22 @@ def test_every_metric_invariant_to_permuting_neurons_and_translating(name, seed)
     fn = EVERY_METRIC[name]
     base = _value(fn, x, y)
     permuted = _value(fn, x[:, rng.permutation(7)], y[:, rng.permutation(12)])
-    translated = _value(fn, x + rng.normal(size=7) * 5.0, y - rng.normal(size=12) * 5.0)
     assert permuted == pytest.approx(base, abs=2e-5)
-    assert translated == pytest.approx(base, abs=2e-4)
+    if name in TRANSLATION_INVARIANT:
+        translated = _value(fn, x + rng.normal(size=7) * 5.0, y - rng.normal(size=12) * 5.0)
+        assert translated == pytest.approx(base, abs=2e-4)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rsa_invariant_to_affine_maps_of_each_example_not_to_translating_features(seed):
+    x, y = related_pair(seed, 60, 7, 12)
+    rng = np.random.default_rng(seed)
+    base = _value(sim.rsa, x, y)
+    # x_i -> a_i x_i + b_i (a_i > 0) leaves every Pearson correlation between examples as it is.
+    scaled = rng.uniform(0.2, 5.0, size=(60, 1)) * x + rng.normal(size=(60, 1)) * 5.0
+    assert _value(sim.rsa, scaled, y) == pytest.approx(base, abs=2e-5)
+    shifted = x + rng.normal(size=7) * 5.0
+    assert abs(_value(sim.rsa, shifted, y) - base) > 1e-2
 
 
 @pytest.mark.parametrize(

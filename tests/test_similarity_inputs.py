@@ -125,9 +125,17 @@ def test_r2_lr_with_a_wide_target_is_defined():
 
 def test_rsa_example_with_undefined_pearson_similarity_is_a_user_error():
     x, y = _pair()
-    x[4] = np.delete(x, 4, axis=0).mean(axis=0)  # the mean example: centred, it is 0
-    _raises_one_line(sim.rsa, x, y, match="undefined pearson similarity")
+    x[4] = 2.5  # the same value for every feature: no correlation with any other example
+    _raises_one_line(sim.rsa, x, y, match="undefined pearson similarity .constant across its")
+    _raises_one_line(sim.all_pairs, "rsa", [x], [y], match="undefined pearson similarity")
     assert np.isfinite(float(sim.rsa(x, y, kernel="euclidean")))
+    # Centring the columns first moves the problem to the mean example (0 after centring).
+    x, _ = _pair()
+    x[4] = np.delete(x, 4, axis=0).mean(axis=0)
+    assert np.isfinite(float(sim.rsa(x, y)))
+    _raises_one_line(
+        functools.partial(sim.rsa, center_columns=True), x, y, match="after centring the columns"
+    )
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ PAIR_METRICS = {
     "pwcca": (sim.pwcca, {}),
     "r2_lr": (sim.r2_lr, {}),
     "rsa": (sim.rsa, {}),
+    "rsa_center_columns": (sim.rsa, {"center_columns": True}),
 }
 
 

@@ -116,16 +116,17 @@ def _rbf_cka_all(xs, ys, same, bandwidth=0.5, debiased=False):
 # --- RSA: one cross-product of rank vectors ---------------------------------------------------
 
 
-@jit_kernel(static_argnames=("kernel",))
-def _rank_vector(x, kernel):
-    x_centred = centre_columns(as_float(x))
-    return rsm.rsm_rank_vector(x_centred, kernel), rsm.undefined_rows(x_centred, kernel)
+@jit_kernel(static_argnames=("kernel", "center_columns"))
+def _rank_vector(x, kernel, center_columns):
+    rows = rsm.rsm_rows(as_float(x), center_columns)
+    return rsm.rsm_rank_vector(rows, kernel), rsm.undefined_rows(rows, kernel)
 
 
-def _rsa_all(xs, ys, same, kernel="pearson"):
+def _rsa_all(xs, ys, same, kernel="pearson", center_columns=False):
     rsm.check_kernel(kernel)
-    ranks_x = _checked_rank_vectors(xs, kernel, "xs")
-    ranks_y = ranks_x if same else _checked_rank_vectors(ys, kernel, "ys")
+    center_columns = bool(center_columns)
+    ranks_x = _checked_rank_vectors(xs, kernel, center_columns, "xs")
+    ranks_y = ranks_x if same else _checked_rank_vectors(ys, kernel, center_columns, "ys")
     return _matmul_t(ranks_x, ranks_y)
 
 
@@ -134,14 +135,14 @@ def _matmul_t(a, b):
     return a @ b.T
 
 
-def _checked_rank_vectors(layers, kernel, name):
+def _checked_rank_vectors(layers, kernel, center_columns, name):
     vectors = []
     for i, layer in enumerate(layers):
-        vector, bad = _rank_vector(layer, kernel)
+        vector, bad = _rank_vector(layer, kernel, center_columns)
         if inputs.is_concrete(bad) and int(bad):
             raise UserError(
                 f"all_pairs(rsa): {int(bad)} examples of {name}[{i}] have an undefined {kernel} "
-                "similarity (constant across features after centring); use kernel='euclidean'."
+                "similarity " + rsm.undefined_kernel_message(kernel, center_columns)
             )
         vectors.append(vector)
     return jnp.stack(vectors)
