@@ -16,6 +16,7 @@ import re
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from ssl_jax.errors import UserError
 
@@ -60,25 +61,37 @@ _WRITE_FAILURE_LOG_FILTER = _WriteFailureLogFilter()
 class Checkpoints:
     """The ``checkpoints/`` directory of a run."""
 
-    def __init__(self, directory: str, keep: int):
+    def __init__(self, directory: str, keep: int, read_only: bool = False):
+        """``read_only``: for readers (`load_encoder`, ``init_from``): nothing in the directory
+        is created, cleaned up or deleted, so reading a run that is still training is safe."""
         self.directory = os.path.abspath(directory)
         self._in_flight: int | None = None  # the step whose asynchronous save may be running
+        self._read_only = read_only
         logging.getLogger("absl").addFilter(_WRITE_FAILURE_LOG_FILTER)
         # Directories are created in `save` itself: created in the background, a refused
         # mkdir leaves orbax's other writers waiting for it for minutes before failing.
         async_options = ocp.AsyncOptions(create_directories_asynchronously=False)
-        try:
-            self._manager = ocp.CheckpointManager(
-                self.directory,
-                options=ocp.CheckpointManagerOptions(
-                    max_to_keep=keep,
-                    cleanup_tmp_directories=True,
-                    create=True,
-                    async_options=async_options,
-                ),
+        if read_only:
+            # Not orbax's read_only mode, which warns on every open; a manager that never
+            # saves deletes nothing either.
+            options = ocp.CheckpointManagerOptions(max_to_keep=None, create=False)
+        else:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=keep,
+                cleanup_tmp_directories=True,
+                create=True,
+                async_options=async_options,
             )
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
         except OSError as err:
             raise UserError(f"cannot use checkpoint directory {self.directory}: {err}.") from None
+        # Orbax removes the temporary directories of interrupted saves in a background thread
+        # that its close() does not wait for: a run stopping on an error right after this
+        # would leave the thread to fail at interpreter exit, with a traceback. Wait for it.
+        cleanup = getattr(self._manager, "_cleanup_tmp_directory_future", None)
+        if cleanup is not None:
+            cleanup.result()
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -92,6 +105,7 @@ class Checkpoints:
         Waits for the previous save first (orbax would anyway), so that its failure is
         reported under its own step.
         """
+        assert not self._read_only, "a read-only Checkpoints never saves"
         self.wait()
         with self._writing(step):
             self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
@@ -141,7 +155,14 @@ class Checkpoints:
 
     def metadata(self, step: int) -> dict:
         """The saved tree of ``step``: shapes and dtypes, no values."""
-        item = ocp.StandardCheckpointer().metadata(self._item_path(step)).item_metadata
+        # Read through the item's handler: orbax's Checkpointer would look for the step's
+        # _CHECKPOINT_METADATA inside the item directory and warn on every load that it is
+        # missing (the manager writes it one level up).
+        handler = ocp.StandardCheckpointHandler()
+        try:
+            item = handler.metadata(epath.Path(self._item_path(step)))
+        finally:
+            handler.close()
         return getattr(item, "tree", item)
 
     def restore_modules(self, step: int, modules) -> dict:
@@ -158,14 +179,18 @@ class Checkpoints:
         if module_stats:  # orbax restores no empty subtree
             wanted["batch_stats"] = module_stats
         abstract = _on_one_device(wanted)
-        restored = ocp.PyTreeCheckpointer().restore(
-            self._item_path(step),
-            args=ocp.args.PyTreeRestore(
-                item=abstract,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-                partial_restore=True,
-            ),
-        )
+        handler = ocp.PyTreeCheckpointHandler()
+        try:
+            restored = handler.restore(
+                epath.Path(self._item_path(step)),
+                args=ocp.args.PyTreeRestore(
+                    item=abstract,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                    partial_restore=True,
+                ),
+            )
+        finally:
+            handler.close()
         return {
             "params": dict(restored.get("params", {})),
             "batch_stats": dict(restored.get("batch_stats", {})),

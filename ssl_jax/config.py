@@ -3,16 +3,27 @@
 An experiment config is an ``ml_collections.ConfigDict`` built on `base_config()`, which holds
 the trainer's settings; the experiment adds ``dataset``, ``model``, ``objective``, ``aug`` and
 ``optim``. Overrides name any existing field by its dotted path: ``optim.lr=0.3``.
+
+Switching a family by name (``model.name=vit_tiny``, ``objective.name=autoencoder``) replaces
+the whole block with that model's or objective's defaults (`block_defaults`), the way one flag
+switches a model in big_vision or solo-learn; the fields of the old block the new one lacks
+are reported and dropped. Name switches are applied before the other overrides, so the same
+command line can then set the new block's fields: ``model.name=vit_tiny model.patch_size=4``.
 """
 
 import ast
+import copy
+import dataclasses
+import importlib
 import importlib.util
 import json
 import os
+import sys
+import traceback
 
 import ml_collections
 
-from ssl_jax.errors import UserError, close_matches
+from ssl_jax.errors import UserError, close_matches, unknown_name
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -77,17 +88,61 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
-    """Imports a config file and returns its ``get_config()``."""
+    """Imports a config file and returns its ``get_config()``.
+
+    A config file is the user's code: its mistakes (a syntax error, an exception in
+    ``get_config()``) are reported as one line naming the file's line, not as a traceback.
+    """
+    if os.path.isdir(path):
+        raise UserError(
+            f"config {path!r} is a directory; pass a config file, e.g. "
+            "--config experiments/simclr_mnist.py."
+        )
     if not os.path.isfile(path):
         raise UserError(
             f"config file {path!r} does not exist; pass e.g. experiments/simclr_mnist.py."
         )
     spec = importlib.util.spec_from_file_location("ssl_jax_experiment_config", path)
+    if spec is None:
+        raise UserError(f"config file {path!r} is not a Python file; pass a .py config.")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise UserError(
+            f"config file {path!r} has a syntax error at line {err.lineno}: {err.msg}; "
+            "fix the file."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - the config file is the user's code
+        raise _config_code_error(path, "importing it", err) from None
     if not hasattr(module, "get_config"):
         raise UserError(f"config file {path!r} has no get_config() function.")
-    return module.get_config()
+    try:
+        config = module.get_config()
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the config file is the user's code
+        raise _config_code_error(path, "get_config()", err) from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(
+            f"get_config() of {path!r} returned a {type(config).__name__}; it must return an "
+            "ml_collections.ConfigDict (start from ssl_jax.config.base_config())."
+        )
+    return config
+
+
+def _config_code_error(path: str, where: str, err: Exception) -> UserError:
+    """One line for an exception raised by a config file's code, naming the file's line."""
+    line = ""
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        if os.path.abspath(frame.filename) == os.path.abspath(path):
+            line = f" (line {frame.lineno}: {frame.line})"
+            break
+    message = str(err).splitlines()[0] if str(err) else ""
+    return UserError(
+        f"config file {path!r} failed in {where}: {type(err).__name__}: {message}{line}; "
+        "fix the file."
+    )
 
 
 def _parse_value(text: str, current):
@@ -122,11 +177,40 @@ def _parse_value(text: str, current):
     return value
 
 
-def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
-    """Applies one ``dotted.path=value`` override in place."""
+def apply_overrides(config: ml_collections.ConfigDict, overrides) -> list[str]:
+    """Applies ``dotted.path=value`` overrides in place: name switches first, then the others in
+    the order given. Returns the notes to print (what a name switch replaced)."""
+    switches = [o for o in overrides if _switched_block(o) is not None]
+    notes = []
+    for override in switches + [o for o in overrides if o not in switches]:
+        note = apply_override(config, override)
+        if note:
+            notes.append(note)
+    return notes
+
+
+# The blocks whose ``name`` picks a family with its own fields.
+SWITCHABLE_BLOCKS = ("model", "objective")
+
+
+def _switched_block(override: str) -> str | None:
+    path = override.split("=", 1)[0]
+    block, _, leaf = path.partition(".")
+    return block if block in SWITCHABLE_BLOCKS and leaf == "name" else None
+
+
+def apply_override(config: ml_collections.ConfigDict, override: str) -> str | None:
+    """Applies one ``dotted.path=value`` override in place.
+
+    ``model.name`` and ``objective.name`` switch the block to the new name's defaults (see
+    `switch_block`); they return a note of what was replaced. Other overrides return None.
+    """
     if "=" not in override:
         raise UserError(f"override {override!r} has no value; write --config.{override}=VALUE.")
     path, text = override.split("=", 1)
+    block = _switched_block(override)
+    if block is not None and block in config:
+        return switch_block(config, block, text)
     parts = path.split(".")
     parent = config
     for depth, part in enumerate(parts):
@@ -143,6 +227,70 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
     value = _parse_value(text, parent[leaf])
     with parent.ignore_type():
         parent[leaf] = value
+    return None
+
+
+def switch_block(config: ml_collections.ConfigDict, block: str, name: str) -> str | None:
+    """Replaces ``config[block]`` by the defaults of ``name``; a note of what it dropped.
+
+    Fields of the old block that the new one also has take the new defaults too (the old values
+    were chosen for the old family); set them on the same command line to change them.
+    """
+    old = config[block].to_dict()
+    if old.get("name") == name:
+        return None
+    defaults = block_defaults(block, name)
+    with config.ignore_type():
+        config[block] = ml_collections.ConfigDict(defaults)
+    dropped = [k for k in old if k != "name" and k not in defaults]
+    reset = [k for k in old if k != "name" and k in defaults and old[k] != defaults[k]]
+    note = f"config: {block}.name {old.get('name')!r} → {name!r}: {name}'s defaults"
+    if dropped:
+        note += f"; dropped {', '.join(dropped)} (not {name} settings)"
+    if reset:
+        note += f"; reset {', '.join(f'{k}={defaults[k]!r}' for k in reset)}"
+    return note + "."
+
+
+def block_defaults(block: str, name: str) -> dict:
+    """The default config block of model or objective ``name``, with its name."""
+    if block == "model":
+        return {"name": name, **model_defaults(name)}
+    return {"name": name, **objective_defaults(name)}
+
+
+def model_defaults(name: str) -> dict:
+    """The constructor fields' defaults of encoder ``name`` (ssl_jax.models.ENCODERS), less the
+    settings its name fixes and those filled from the data (a token encoder's vocab_size)."""
+    from ssl_jax.models import ENCODERS
+
+    if name not in ENCODERS:
+        raise unknown_name("model", name, ENCODERS)
+    module_class, fixed = ENCODERS[name]
+    from_data = ("vocab_size",)
+    defaults = {}
+    for field in dataclasses.fields(module_class):
+        if field.name in ("parent", "name", "dtype", *fixed, *from_data):
+            continue
+        if field.default is not dataclasses.MISSING:
+            defaults[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            defaults[field.name] = field.default_factory()
+    return defaults
+
+
+def objective_defaults(name: str) -> dict:
+    """The ``DEFAULTS`` dict of objective ``name``'s module (ssl_jax/objectives/<name>.py)."""
+    from ssl_jax.objectives import get_factory
+
+    factory = get_factory(ml_collections.ConfigDict({"objective": {"name": name}}))
+    defaults = getattr(sys.modules[factory.__module__], "DEFAULTS", None)
+    if defaults is None:
+        raise UserError(
+            f"objective {name!r} ({factory.__module__}) has no DEFAULTS to switch to; "
+            "write its fields in the config file instead."
+        )
+    return copy.deepcopy(dict(defaults))
 
 
 def to_dict(config) -> dict:
@@ -183,3 +331,81 @@ def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             diffs.append(path)
     return diffs
+
+
+# Sizes and counts that must be whole numbers ≥ 1 (or ≥ 0): checked before anything runs, so
+# a typo fails in a second with the fix rather than as a traceback, or as a run that trains
+# nothing. num_steps=0 is refused too: the random-init encoder is what
+# ``python -m ssl_jax.evaluate --checkpoint random:CONFIG`` evaluates.
+POSITIVE_FIELDS = (
+    "batch_size",
+    "num_steps",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "readout.batch_size",
+    "readout.knn_k",
+    "readout.max_train_examples",
+    "readout.max_heldout_examples",
+)
+NON_NEGATIVE_FIELDS = ("num_devices", "optim.warmup_steps", "data.image_size", "data.worker_count")
+
+
+def _field(config, path: str):
+    value = config
+    for part in path.split("."):
+        if not isinstance(value, ml_collections.ConfigDict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def check_config(config) -> None:
+    """Refuses sizes and counts that cannot work (zero or negative batch, steps, cadences)."""
+    defaults = base_config()
+    for path, least in [(p, 1) for p in POSITIVE_FIELDS] + [(p, 0) for p in NON_NEGATIVE_FIELDS]:
+        value = _field(config, path)
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and value >= least:
+            continue
+        kind = "a positive integer" if least else "an integer ≥ 0"
+        hint = f"e.g. --config.{path}={_field(defaults, path)}"
+        if path == "num_steps":
+            hint += (
+                "; for an untrained encoder, evaluate random:CONFIG with python -m ssl_jax.evaluate"
+            )
+        raise UserError(f"{path} must be {kind}, got {value!r}; set {hint}.")
+
+
+# What --resume may change: fields that do not alter the steps already taken. num_steps and
+# optim.lr change the learning-rate schedule from the resumed step on (a longer num_steps
+# stretches the cosine decay, so the rate jumps up at the resumed step); logging, checkpoint
+# cadence, the readout and the data readers' parallelism change nothing that was computed.
+# Anything else (model, objective, data, batch size, seed, optimizer kind or its other
+# settings) would make the checkpoint a different run's, and stays refused.
+RESUME_MAY_CHANGE = (
+    "num_steps",
+    "optim.lr",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "readout",
+    "data.worker_count",
+    "data.read_threads",
+    "data.prefetch_batches",
+)
+
+
+def resume_may_change(path: str) -> bool:
+    return any(path == f or path.startswith(f + ".") for f in RESUME_MAY_CHANGE)
+
+
+def value_at(config: dict, path: str):
+    """The value of dotted ``path`` in a config dict ("<missing>" when it is absent)."""
+    value = config
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return "<missing>"
+        value = value[part]
+    return value

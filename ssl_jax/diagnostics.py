@@ -18,7 +18,7 @@ EPS = 1e-7
 
 
 def _unit(z):
-    z = z.astype(jnp.float32)
+    z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
     return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
 
 
@@ -29,7 +29,7 @@ def embedding_std(z):
 
 def effective_rank(z, center=False):
     """exp(−Σ_k p_k log p_k), p = σ / Σσ + ε, σ the singular values of z [N, D]."""
-    z = z.astype(jnp.float32)
+    z = z.astype(jnp.promote_types(z.dtype, jnp.float32))
     if center:
         z = z - z.mean(axis=0)
     singular = jnp.linalg.svd(z, compute_uv=False)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ssl_jax import precision
 from ssl_jax.checkpoint import Checkpoints
 from ssl_jax.config import read_saved_config
 from ssl_jax.data.spec import ArraySpec, decode, decoded_spec, spec_from_json
@@ -215,25 +216,37 @@ def load_encoder(
     if not os.path.exists(config_path):
         raise UserError(f"{workdir} has no config.json; it is not an ssl_jax training workdir.")
     config = ml_collections.ConfigDict(read_saved_config(config_path))
+    precision.configure(config.compute_dtype)  # a float64 run restores in float64
     input_spec = read_input_spec(workdir)
     objective = make_objective(config, decoded_spec(input_spec))
     name = choose_representation(objective.representations, name, workdir)
     representation = objective.representations[name]
-    checkpoints = Checkpoints(checkpoint_dir, keep=config.keep_checkpoints)
+    checkpoints = Checkpoints(checkpoint_dir, keep=config.keep_checkpoints, read_only=True)
     try:
         step = step if step is not None else path_step
         if step is None:
             step = checkpoints.latest_step()
-        if step is None or step not in checkpoints.all_steps():
+        if step is None:
+            raise UserError(
+                f"{checkpoint_dir} holds no checkpoint yet; load it after the run's first save "
+                "(every checkpoint_every steps)."
+            )
+        if step not in checkpoints.all_steps():
             available = checkpoints.all_steps() or "none"
             raise UserError(f"no checkpoint {step} in {checkpoint_dir} (available: {available}).")
         try:
             raw = checkpoints.restore_modules(step, representation.modules)
         except Exception as err:  # noqa: BLE001 - orbax/tensorstore raise many types
+            others = [s for s in checkpoints.all_steps() if s != step]
+            hint = (
+                f"load another step: {os.path.join(checkpoint_dir, str(others[-1]))} "
+                f"(step={others[-1]} in Python; available: {others})"
+                if others
+                else "the run has no other checkpoint to load"
+            )
             raise UserError(
-                f"checkpoint {os.path.join(checkpoint_dir, str(step))} cannot be read for "
-                f"representation {name!r} ({type(err).__name__}); load another step with "
-                f"step=... (available: {checkpoints.all_steps()})."
+                f"checkpoint {os.path.join(checkpoint_dir, str(step))} is damaged: it cannot be "
+                f"read for representation {name!r} ({type(err).__name__}); {hint}."
             ) from None
     finally:
         checkpoints.close()

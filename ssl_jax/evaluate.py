@@ -27,7 +27,7 @@ from ssl_jax import config as config_lib
 from ssl_jax.data import load_dataset
 from ssl_jax.data.datasets import Dataset
 from ssl_jax.encoder import Encoder, load_encoder
-from ssl_jax.errors import UserError, unknown_name
+from ssl_jax.errors import UserError, close_matches, unknown_name
 
 PROTOCOLS = (
     "linear",
@@ -130,12 +130,14 @@ def cached_features(encoder, dataset, layer, cache_dir, tag):
     return train_x, test_x
 
 
-def fewshot_both(train_x, train_y, test_x, test_y, seed) -> dict:
+def fewshot_both(train_x, train_y, test_x, test_y, seed, **options) -> dict:
     """Few-shot by closed-form ridge and by the L-BFGS probe, same draws, side by side."""
     from ssl_jax import evaluation
 
     by_method = {
-        method: evaluation.fewshot(train_x, train_y, test_x, test_y, seed=seed, method=method)
+        method: evaluation.fewshot(
+            train_x, train_y, test_x, test_y, seed=seed, method=method, **options
+        )
         for method in ("ridge", "lbfgs")
     }
     # Top-level scalars are the printed table's rows: mean accuracy per method and k.
@@ -252,7 +254,7 @@ def run_protocol(
         if protocol == "knn":
             return evaluation.knn_sweep(*args, **options)
         if protocol == "fewshot":
-            return fewshot_both(*args, seed=seed)
+            return fewshot_both(*args, seed=seed, **options)
         plot_dir = os.path.dirname(cache_dir) if cache_dir else None
         prefix = f"diagnostics_{tag}_{layer or 'output'}"
         return diagnostics(encoder, dataset, test_x, plot_dir, prefix, seed)
@@ -269,6 +271,48 @@ def run_protocol(
     if protocol == "linear_sgd":
         return evaluation.linear_probe_sgd(encoder, *images, seed=seed, **options)
     return evaluation.finetune(encoder, *images, seed=seed, **options)
+
+
+def protocol_options(protocol: str) -> dict[str, object]:
+    """The ``--set`` keywords ``protocol`` takes, with their defaults: the keyword-only
+    parameters of the function it runs (``seed`` comes from ``--seed``)."""
+    import inspect
+
+    from ssl_jax import evaluation
+    from ssl_jax.evaluation.disentanglement import all_scores
+
+    functions = {
+        "linear": evaluation.linear_probe,
+        "linear_sgd": evaluation.linear_probe_sgd,
+        "knn": evaluation.knn_sweep,
+        "finetune": evaluation.finetune,
+        "fewshot": evaluation.fewshot,
+        "disentanglement": all_scores,
+    }
+    if protocol not in functions:
+        return {}
+    parameters = inspect.signature(functions[protocol]).parameters.values()
+    taken = {
+        p.name: p.default
+        for p in parameters
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("seed", "method")
+    }
+    if protocol == "disentanglement":
+        taken["shapes"] = {}  # the generated dataset's settings (ssl_jax.data.shapes.Shapes)
+    return taken
+
+
+def check_options(protocol: str, options: dict) -> None:
+    """Refuses ``--set`` keys that ``protocol`` does not take, before anything is loaded."""
+    taken = protocol_options(protocol)
+    for key in options:
+        if not taken:
+            raise UserError(f"--set {key}: protocol {protocol!r} takes no --set options.")
+        if key not in taken:
+            raise UserError(
+                f"--set {key}: protocol {protocol!r} has no option {key!r}."
+                f"{close_matches(key, taken)} Its options: {', '.join(sorted(taken))}."
+            )
 
 
 def to_json(value):
@@ -309,6 +353,7 @@ def evaluate(
     """
     if protocol not in PROTOCOLS:
         raise unknown_name("protocol", protocol, PROTOCOLS)
+    check_options(protocol, options or {})
     encoder, baseline, dataset, eval_dir = open_checkpoint(checkpoint, dataset_name, representation)
     label = label or ("labels" if "labels" in dataset.spec else next(iter(dataset.label_names), ""))
     eval_dir = output or eval_dir or os.path.join("runs", "eval_random")

@@ -22,12 +22,29 @@ def _parse_record(line: str) -> dict | None:
     return record if isinstance(record, dict) and "step" in record else None
 
 
+def format_duration(seconds: float) -> str:
+    """``3h 05m``, ``4m 09s`` or ``12s``."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
 class MetricsLog:
+    """Writes each logged step to ``metrics.jsonl`` and TensorBoard, and shows progress: a tqdm
+    bar on a terminal, else (SLURM, nohup, a pipe) one line per logged step with step/total,
+    the rate and the time left. The first step after a start includes compilation: its time is
+    logged on its own and kept out of the rate and the estimate."""
+
     def __init__(self, workdir: str, start_step: int, total_steps: int, enabled: bool = True):
         self.enabled = enabled
         self.start_step = start_step
+        self.total_steps = total_steps
         self._last_time = time.perf_counter()
         self._first_step = True
+        self._timed_from: tuple[int, float] | None = None  # (step, time) after compilation
         if not enabled:
             return
         from tensorboardX import SummaryWriter
@@ -61,12 +78,11 @@ class MetricsLog:
             # The first step includes compilation: report it on its own, not as a rate.
             record = {"step": step, "compile_and_first_step_sec": now - self._last_time}
             self._first_step = False
-            self._last_time = now
             rate = None
         else:
             rate = steps_done / max(now - self._last_time, 1e-9)
-            self._last_time = now
             record = {"step": step}
+        self._last_time = now
         record.update({k: float(np.asarray(v)) for k, v in metrics.items()})
         record["steps_per_sec"] = rate
         if not self.enabled:
@@ -83,7 +99,26 @@ class MetricsLog:
             self._bar.update(step - self._bar.n)
             self._bar.set_postfix(shown)
         else:
-            print(f"step {step}: " + ", ".join(f"{k} {v}" for k, v in shown.items()), flush=True)
+            print(self.progress_line(step, record, now), flush=True)
+
+    def progress_line(self, step: int, record: dict, now: float) -> str:
+        """``step 250/500 (50%): loss 1.2345, 2.10 steps/s, ETA 1m 59s``; the rate and the ETA
+        average over the steps since the first one (whose time is compilation's)."""
+        total = self.total_steps
+        line = f"step {step}/{total} ({100 * step / max(total, 1):.0f}%): "
+        line += f"loss {record.get('loss', float('nan')):.4f}"
+        if self._timed_from is None:
+            self._timed_from = (step, now)
+            compile_sec = record.get("compile_and_first_step_sec")
+            if compile_sec is not None:
+                line += f", compile and first step {compile_sec:.1f}s"
+            return line
+        first_step, first_time = self._timed_from
+        rate = (step - first_step) / max(now - first_time, 1e-9)
+        line += f", {rate:.2f} steps/s"
+        if step < total and rate > 0:
+            line += f", ETA {format_duration((total - step) / rate)}"
+        return line
 
     def close(self) -> None:
         if self.enabled:

@@ -4,6 +4,7 @@ Shared by the trainer (`ssl_jax.train`) and the evaluation CLI (`ssl_jax.evaluat
 rebuilds a run's step-0 state as its random-init baseline) so neither imports the other.
 """
 
+import dataclasses
 import os
 from typing import Any, NamedTuple
 
@@ -11,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax import precision
 from ssl_jax.data.spec import sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import Objective, make_objective
@@ -75,8 +77,11 @@ def build_objective(config, input_spec):
     """
     from ssl_jax.data.spec import decoded_spec
 
+    precision.configure(config.compute_dtype)
     spec = decoded_spec(input_spec)
     objective = make_objective(config, spec)
+    if config.compute_dtype == "float64":  # the exactness mode: everything in float64
+        objective = in_float64(objective)
     abstract_params = jax.eval_shape(objective.init, jax.random.PRNGKey(0), sample_batch(spec))[0]
     frozen = frozen_modules(config)
     unknown = [m for m in frozen if m not in abstract_params]
@@ -91,6 +96,22 @@ def build_objective(config, input_spec):
             group_optim_config(config, group), config.num_steps, config.batch_size
         )
     return objective, optimizers, schedules
+
+
+def in_float64(objective: Objective) -> Objective:
+    """``objective`` in the exactness mode: its parameters, batch statistics and objective state
+    are float64 (Flax creates float32 parameters whatever the compute dtype), and so are the
+    float inputs its loss receives."""
+    init, loss = objective.init, objective.loss
+
+    def init64(key, sample_batch):
+        return precision.cast_floats(init(key, sample_batch), jnp.float64)
+
+    def loss64(params, batch_stats, objective_state, batch, key, step, *, group):
+        batch = precision.cast_floats(batch, jnp.float64)
+        return loss(params, batch_stats, objective_state, batch, key, step, group=group)
+
+    return dataclasses.replace(objective, init=init64, loss=loss64)
 
 
 # --- the initial state --------------------------------------------------------------------
@@ -147,7 +168,7 @@ def load_init_from(config, abstract_params, abstract_stats) -> dict | None:
     pairs = module_pairs(init_from)
     if not pairs:
         raise UserError("init_from.modules is empty; name the modules to load, e.g. ('encoder',).")
-    checkpoints = Checkpoints(directory, keep=1_000_000)
+    checkpoints = Checkpoints(directory, keep=1_000_000, read_only=True)
     try:
         steps = checkpoints.all_steps()
         step = init_from.step or (max(steps) if steps else None)

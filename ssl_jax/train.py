@@ -142,30 +142,74 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> None:
         )
 
 
-def prepare_workdir(config, dataset, workdir: str, resume: bool, checkpoints: Checkpoints) -> None:
-    """Refuses to overwrite a run, or to resume one with a different config."""
-    config_path = os.path.join(workdir, "config.json")
-    resolved = config_lib.to_dict(config)
-    latest = checkpoints.latest_step()
-    if resume and os.path.exists(config_path):
-        saved = config_lib.read_saved_config(config_path)
-        differences = config_lib.config_differences(saved, resolved)
-        if differences:
-            raise UserError(
-                f"--resume: {workdir} holds a run with a different config (differs in "
-                f"{', '.join(differences)}); resume with the same config or use a new --workdir."
-            )
-    elif not resume and latest is not None:
+def check_workdir(workdir: str, resume: bool) -> None:
+    """Refuses a --workdir that is a file, or a --resume where no run was ever started."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise UserError(
-            f"{workdir} already holds a run (checkpoint at step {latest}); pass --resume to "
-            "continue it or choose another --workdir."
+            f"--workdir {workdir} is a file, not a directory; choose another --workdir."
         )
-    if jax.process_index() == 0:
-        with open(config_path, "w") as f:
-            json.dump(resolved, f, indent=2)
-        with open(os.path.join(workdir, "run_info.json"), "w") as f:
-            info = {"dataset": repr(dataset), "input_spec": spec_to_json(dataset.spec)}
-            json.dump(info, f, indent=2)
+    if resume and not os.path.exists(os.path.join(workdir, "config.json")):
+        where = "does not exist" if not os.path.exists(workdir) else "holds no run (no config.json)"
+        raise UserError(
+            f"--resume: no run to resume in {workdir} (it {where}); check the path, or drop "
+            "--resume to start a new run there."
+        )
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create --workdir {workdir}: {err.strerror}.") from None
+
+
+def check_resume(config, workdir: str, resume: bool, checkpoints: Checkpoints, from_step) -> dict:
+    """Refuses to overwrite a run, or to resume one with a config that rewrites its past.
+
+    Returns the allowed changes of a resume, ``{dotted path: [old, new]}``
+    (`ssl_jax.config.RESUME_MAY_CHANGE`).
+    """
+    latest = checkpoints.latest_step()
+    if not resume:
+        if latest is not None:
+            raise UserError(
+                f"{workdir} already holds a run (checkpoint at step {latest}); pass --resume "
+                "to continue it or choose another --workdir."
+            )
+        return {}
+    saved = config_lib.read_saved_config(os.path.join(workdir, "config.json"))
+    resolved = config_lib.to_dict(config)
+    differences = config_lib.config_differences(saved, resolved)
+    refused = [p for p in differences if not config_lib.resume_may_change(p)]
+    if refused:
+        raise UserError(
+            f"--resume: {workdir} holds a run with a different config (differs in "
+            f"{', '.join(refused)}); resume with the same config or use a new --workdir "
+            f"(a resume may change only {', '.join(config_lib.RESUME_MAY_CHANGE)})."
+        )
+    step = from_step if from_step is not None else latest
+    if step is not None and config.num_steps < step:
+        raise UserError(
+            f"--resume: num_steps {config.num_steps} is below step {step} of the checkpoint; "
+            f"set --config.num_steps={step} or more."
+        )
+    return {
+        p: [config_lib.value_at(saved, p), config_lib.value_at(resolved, p)] for p in differences
+    }
+
+
+def record_workdir(config, dataset, workdir: str, changes: dict, step: int) -> None:
+    """Writes ``config.json`` and ``run_info.json``; appends a resume's changes, with the step
+    they took effect, to ``config_changes.jsonl``."""
+    if jax.process_index() != 0:
+        return
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config_lib.to_dict(config), f, indent=2)
+    with open(os.path.join(workdir, "run_info.json"), "w") as f:
+        info = {"dataset": repr(dataset), "input_spec": spec_to_json(dataset.spec)}
+        json.dump(info, f, indent=2)
+    if changes:
+        with open(os.path.join(workdir, "config_changes.jsonl"), "a") as f:
+            f.write(json.dumps({"step": step, "changes": changes}) + "\n")
+        described = ", ".join(f"{p} {old!r} → {new!r}" for p, (old, new) in changes.items())
+        print(f"--resume: from step {step}, {described} (recorded in config_changes.jsonl)")
 
 
 def loss_values(metrics: dict) -> dict:
@@ -218,7 +262,9 @@ def restore_state(checkpoints: Checkpoints, state: TrainState, step: int | None)
 def train(config, workdir: str, resume: bool = False, resume_from_step: int | None = None) -> dict:
     """Runs (or resumes) pretraining in ``workdir``; returns the readout (or ``{}``)."""
     resume = resume or resume_from_step is not None
-    os.makedirs(workdir, exist_ok=True)
+    config_lib.check_config(config)
+    check_readout_config(config.readout)
+    check_workdir(workdir, resume)
     is_main = jax.process_index() == 0
 
     # Data, mesh and objective. The dataset is in memory or streamed from TFDS; the loop only
@@ -226,41 +272,46 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
     dataset = load_dataset(config.dataset, config.data.to_dict())
     mesh = make_mesh(config.num_devices)
     check_batch_size(config.batch_size, mesh)
-    check_readout_config(config.readout)
     steps_per_epoch(dataset.num_train_examples, config.batch_size)
     objective, optimizers, schedules = build_objective(config, dataset.spec)
     frozen = frozen_modules(config)
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    prepare_workdir(config, dataset, workdir, resume, checkpoints)
+    data = log = None
+    try:  # every exit, an error too, closes the checkpoints (and waits for a save in flight)
+        changes = check_resume(config, workdir, resume, checkpoints, resume_from_step)
 
-    # The initial state, replicated on the mesh (modules named by init_from loaded from another
-    # run); or the latest checkpoint with --resume.
-    sample = sample_batch(decoded_spec(dataset.spec))  # init reads shapes only
-    abstract = jax.eval_shape(objective.init, jax.random.PRNGKey(0), sample)
-    loaded = load_init_from(config, abstract[0], abstract[1])
-    initialize = jax.jit(
-        functools.partial(init_state, objective, optimizers, seed=config.seed, frozen=frozen),
-        out_shardings=NamedSharding(mesh, P()),
-    )
-    state = initialize(sample, loaded=loaded)
-    start_step = 0
-    if resume and checkpoints.latest_step() is not None:
-        state = restore_state(checkpoints, state, resume_from_step)
-        start_step = int(state.step)
+        # The initial state, replicated on the mesh (modules named by init_from loaded from
+        # another run); or the latest checkpoint (or --resume_from_step's) with --resume.
+        sample = sample_batch(decoded_spec(dataset.spec))  # init reads shapes only
+        abstract = jax.eval_shape(objective.init, jax.random.PRNGKey(0), sample)
+        loaded = load_init_from(config, abstract[0], abstract[1])
+        initialize = jax.jit(
+            functools.partial(init_state, objective, optimizers, seed=config.seed, frozen=frozen),
+            out_shardings=NamedSharding(mesh, P()),
+        )
+        state = initialize(sample, loaded=loaded)
+        start_step = 0
+        if resume and (checkpoints.latest_step() is not None or resume_from_step is not None):
+            state = restore_state(checkpoints, state, resume_from_step)
+            start_step = int(state.step)
+        elif resume and is_main:
+            print(f"--resume: {workdir} has no checkpoint yet; starting from step 0.")
+        # Nothing in the workdir changes until here, where the run is sure to start.
+        record_workdir(config, dataset, workdir, changes, start_step)
         if is_main and checkpoints.set_aside_after(start_step):
             print(f"checkpoints after step {start_step} moved to abandoned_checkpoints/")
-    if is_main:
-        print(f"{dataset}\nmesh: {mesh.size} device(s) of {jax.devices()[0].platform}")
-        print(f"objective: {objective.name}; starting at step {start_step}/{config.num_steps}")
+        if is_main:
+            print(f"{dataset}\nmesh: {mesh.size} device(s) of {jax.devices()[0].platform}")
+            print(f"objective: {objective.name}; starting at step {start_step}/{config.num_steps}")
 
-    # The loop. Metrics stay on device until a log step, so the host never waits on the
-    # device in between; a save only happens after the losses since the last log are checked.
-    step_fn = compile_train_step(objective, optimizers, schedules, mesh, frozen)
-    sharding = NamedSharding(mesh, P("data"))
-    log = MetricsLog(workdir, start_step, config.num_steps, enabled=is_main)
-    data = dataset.train_batches(config.batch_size, config.seed, start_step, sharding)
-    pending = []
-    try:
+        # The loop. Metrics stay on device until a log step, so the host never waits on the
+        # device in between; a save only happens after the losses since the last log are
+        # checked.
+        step_fn = compile_train_step(objective, optimizers, schedules, mesh, frozen)
+        sharding = NamedSharding(mesh, P("data"))
+        log = MetricsLog(workdir, start_step, config.num_steps, enabled=is_main)
+        data = dataset.train_batches(config.batch_size, config.seed, start_step, sharding)
+        pending = []
         for step, batch in data:
             if step >= config.num_steps:
                 break
@@ -276,9 +327,11 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
             if save_now:
                 checkpoints.save(done, state)
     finally:
-        data.close()  # stops the readers of a streamed dataset before the readout
+        if data is not None:
+            data.close()  # stops the readers of a streamed dataset before the readout
         checkpoints.close()
-        log.close()
+        if log is not None:
+            log.close()
 
     if not config.readout.enabled:
         return {}
@@ -353,8 +406,8 @@ def main(argv=None) -> int:
         args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
         initialize_distributed(args)
         config = config_lib.load_config(args.config)
-        for override in overrides:
-            config_lib.apply_override(config, override)
+        for note in config_lib.apply_overrides(config, overrides):
+            print(note)
         train(config, args.workdir, resume=args.resume, resume_from_step=args.resume_from_step)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

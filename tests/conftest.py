@@ -44,6 +44,7 @@ def mnist():
 # The longest tests (a minute or more each on 2 cores), handed to the workers first: started
 # last, one of them would keep a worker busy after the other has run out of tests.
 LONGEST_FIRST = (
+    "tests/test_exactness.py",
     "tests/test_notebook.py",
     "tests/test_learning.py",
     "tests/test_multiprocess.py",

@@ -43,8 +43,10 @@ class EmaQueueState(NamedTuple):
 @register_objective("toy_ema_queue")
 def make_ema_queue(config, input_spec):
     cfg = config.objective
-    encoder = build_encoder(config.model, input_spec["images"])
-    projector = ProjectionHead(hidden_dims=(16,), output_dim=cfg.dim)
+    encoder = build_encoder(config.model, input_spec["images"], jnp.dtype(config.compute_dtype))
+    projector = ProjectionHead(
+        hidden_dims=(16,), output_dim=cfg.dim, dtype=jnp.dtype(config.compute_dtype)
+    )
 
     def init(key, sample_batch):
         images = sample_batch["images"]
@@ -87,6 +89,7 @@ def make_ema_queue(config, input_spec):
 
 class Generator(nn.Module):
     image_shape: tuple
+    dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, noise, *, train: bool):
@@ -94,15 +97,18 @@ class Generator(nn.Module):
         size = 1
         for d in self.image_shape:
             size *= d
-        return jax.nn.sigmoid(nn.Dense(size)(noise)).reshape(-1, *self.image_shape)
+        return jax.nn.sigmoid(nn.Dense(size, dtype=self.dtype)(noise)).reshape(
+            -1, *self.image_shape
+        )
 
 
 @register_objective("toy_alternating")
 def make_alternating(config, input_spec):
     image_shape = input_spec["images"].shape
-    encoder = build_encoder(config.model, input_spec["images"])
-    head = nn.Dense(1)
-    generator = Generator(tuple(image_shape))
+    encoder = build_encoder(config.model, input_spec["images"], jnp.dtype(config.compute_dtype))
+    dtype = jnp.dtype(config.compute_dtype)
+    head = nn.Dense(1, dtype=dtype)
+    generator = Generator(tuple(image_shape), dtype=dtype)
     noise_dim = 8
 
     def init(key, sample_batch):
@@ -147,7 +153,7 @@ class StepsSeen(NamedTuple):
 @register_objective("toy_nan_after")
 def make_nan_after(config, input_spec):
     image_shape = input_spec["images"].shape
-    encoder = build_encoder(config.model, input_spec["images"])
+    encoder = build_encoder(config.model, input_spec["images"], jnp.dtype(config.compute_dtype))
     decoder = nn.Dense(int(jnp.prod(jnp.array(image_shape))))
 
     def init(key, sample_batch):
@@ -255,7 +261,9 @@ class StepLog(NamedTuple):
 def make_multimodal(config, input_spec):
     """Images, tokens and audio of one example pulled together (an InfoNCE between image and
     audio embeddings and between image and token embeddings); two readable representations."""
-    image_encoder = build_encoder(config.model, input_spec["images"])
+    image_encoder = build_encoder(
+        config.model, input_spec["images"], jnp.dtype(config.compute_dtype)
+    )
     image_head = nn.Dense(8)
     token_encoder = TokenBag(input_spec["tokens"].num_values)
     audio_encoder = FrameEncoder()

@@ -272,26 +272,25 @@ def validate_images(images, source: str) -> np.ndarray:
     return images.astype(np.float32)
 
 
+def _non_negative_integers(array, source: str, ndim: int, what: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != ndim or not np.issubdtype(array.dtype, np.integer) or array.min() < 0:
+        raise UserError(f"{source} must be {what}, got {array.dtype} of shape {array.shape}.")
+    return array.astype(np.int32)
+
+
 def validate_labels(labels, source: str) -> np.ndarray:
     """Checks a label array: one non-negative integer (class index) per example."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-        raise UserError(
-            f"{source} must be a 1-D array of non-negative integers (class indices), got "
-            f"{labels.dtype} of shape {labels.shape}."
-        )
-    return labels.astype(np.int32)
+    return _non_negative_integers(
+        labels, source, 1, "a 1-D array of non-negative integers (class indices)"
+    )
 
 
 def validate_tokens(tokens, source: str) -> np.ndarray:
     """Checks token ids: (N, L) non-negative integers, 0 being padding."""
-    tokens = np.asarray(tokens)
-    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer) or tokens.min() < 0:
-        raise UserError(
-            f"{source} must be (N, L) non-negative integer token ids (0 pads), got "
-            f"{tokens.dtype} of shape {tokens.shape}."
-        )
-    return tokens.astype(np.int32)
+    return _non_negative_integers(
+        tokens, source, 2, "(N, L) non-negative integer token ids (0 pads)"
+    )
 
 
 def validate_audio(audio, source: str) -> np.ndarray:

@@ -23,9 +23,11 @@ ClassLabel; datasets without one, or whose training split has its labels withhel
 unlabelled: they pretrain, and the trainer skips the readout.
 """
 
+import contextlib
 import dataclasses
 import functools
 import itertools
+import logging
 import os
 import re
 import sys
@@ -142,10 +144,34 @@ def _unreadable_error(spec: TfdsSpec, split: str, data_dir: str, err: Exception)
     return UserError(f"cannot read TFDS dataset {spec.name!r} split {split!r}: {_first_line(err)}")
 
 
+class _VariantFolderWarnings(logging.Filter):
+    """Drops TFDS's "Variant folder … has no dataset_info.json" warnings (an unprepared or
+    half-built dataset): the `UserError` that follows says what is missing and how to prepare
+    it. Other records, and those of other libraries, pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_tfds = f"{os.sep}tensorflow_datasets{os.sep}" in record.pathname
+        return not (from_tfds and str(record.msg).startswith("Variant folder"))
+
+
+@contextlib.contextmanager
+def _without_variant_folder_warnings():
+    log, quiet = logging.getLogger("absl"), _VariantFolderWarnings()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
+
+
 def open_source(spec: TfdsSpec, split: str, data_dir: str | None = None):
     """`tfds.data_source` for one split (random access: ``len(src)``, ``src[i]`` → dict of
     NumPy), never downloading; every failure a user can fix becomes a one-line UserError."""
-    data_dir = resolve_data_dir(data_dir)
+    with _without_variant_folder_warnings():
+        return _open_source(spec, split, resolve_data_dir(data_dir))
+
+
+def _open_source(spec: TfdsSpec, split: str, data_dir: str):
     try:
         return tfds.data_source(
             spec.name, split=split, data_dir=data_dir, download=False, try_gcs=False

@@ -18,8 +18,12 @@ from ssl_jax.errors import UserError
 from ssl_jax.models import MLPDecoder, build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
+from ssl_jax.precision import at_least_float32
 
 RECONSTRUCTION_LOSSES = ("mse", "bernoulli")
+
+# The config block ``objective.name=autoencoder`` switches to (ssl_jax.config.switch_block).
+DEFAULTS = dict(code_dim=64, decoder_hidden_dims=(512,), reconstruction="bernoulli")
 
 
 def reconstruction_loss(logits, images, kind):
@@ -33,7 +37,7 @@ def reconstruction_loss(logits, images, kind):
       logits: [B, H, W, C] decoder outputs before the sigmoid.
       images: [B, H, W, C] targets in [0, 1].
     """
-    logits = logits.astype(jnp.float32)
+    logits = at_least_float32(logits)
     if kind == "mse":
         per_pixel = jnp.square(images - jax.nn.sigmoid(logits))
     else:
@@ -72,7 +76,7 @@ def make(config, input_spec) -> Objective:
         code = bottleneck.apply({"params": params["bottleneck"]}, h)
         logits = decoder.apply({"params": params["decoder"]}, code, train=True)
         value = reconstruction_loss(logits, images, cfg.reconstruction)
-        mse = jnp.square(images - jax.nn.sigmoid(logits.astype(jnp.float32))).mean()
+        mse = jnp.square(images - jax.nn.sigmoid(at_least_float32(logits))).mean()
         return value, LossOutput({"encoder": enc_stats}, {"loss": value, "pixel_mse": mse})
 
     return Objective(name="autoencoder", init=init, loss=loss)

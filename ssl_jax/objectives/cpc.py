@@ -32,6 +32,17 @@ from ssl_jax.objectives.base import (
     apply_module,
     init_module,
 )
+from ssl_jax.precision import at_least_float32
+
+# The config block ``objective.name=cpc`` switches to (ssl_jax.config.switch_block).
+DEFAULTS = dict(
+    context="gru",
+    context_dim=64,
+    prediction_steps=8,
+    num_times=0,
+    transformer_depth=2,
+    transformer_heads=4,
+)
 
 
 class OffsetPredictors(nn.Module):
@@ -49,7 +60,8 @@ class OffsetPredictors(nn.Module):
             (self.num_offsets, c.shape[-1], self.features),
             jnp.float32,
         )
-        return jnp.einsum("bsc,kcd->kbsd", c.astype(jnp.float32), kernel)
+        c = at_least_float32(c)
+        return jnp.einsum("bsc,kcd->kbsd", c, kernel.astype(c.dtype))
 
 
 def cpc_infonce_loss(z, predictions, times):
@@ -78,9 +90,9 @@ def cpc_infonce_loss(z, predictions, times):
     """
     num_offsets, batch, num_times, dim = predictions.shape
     offsets = jnp.arange(1, num_offsets + 1)
-    targets = z.astype(jnp.float32)[:, times[None, :] + offsets[:, None]]  # [B, K, S, D]
+    targets = at_least_float32(z)[:, times[None, :] + offsets[:, None]]  # [B, K, S, D]
     targets = targets.transpose(1, 0, 2, 3).reshape(num_offsets, batch * num_times, dim)
-    predictions = predictions.reshape(num_offsets, batch * num_times, dim).astype(jnp.float32)
+    predictions = at_least_float32(predictions.reshape(num_offsets, batch * num_times, dim))
     logits = jnp.einsum("kad,kpd->kap", predictions, targets)  # [K, M anchors, M candidates]
     positives = jnp.broadcast_to(jnp.arange(batch * num_times), logits.shape[:2])
     per_anchor = optax.softmax_cross_entropy_with_integer_labels(logits, positives)
@@ -116,7 +128,7 @@ def build_context(cfg, dtype):
 
 def mean_over_time(x):
     """[N, T', D] → [N, D] float32."""
-    return x.astype(jnp.float32).mean(axis=1)
+    return at_least_float32(x).mean(axis=1)
 
 
 @register_objective("cpc")

@@ -17,6 +17,10 @@ from ssl_jax.diagnostics import alignment, embedding_std, uniformity
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
+from ssl_jax.precision import at_least_float32
+
+# The config block ``objective.name=simclr`` switches to (ssl_jax.config.switch_block).
+DEFAULTS = dict(temperature=0.2, projector=dict(hidden_dims=(512,), output_dim=128))
 
 
 def l2_normalize(x, axis=-1, eps=1e-12):
@@ -34,7 +38,7 @@ def nt_xent_loss(z1, z2, temperature):
 
     InfoNCE (notes 001 §3.4.2) with the other 2B − 2 views as negatives M. The batch must be
     the **global** batch: under the trainer's global-view jit it is, and the similarity matrix
-    is computed across all devices. Reductions run in float32 whatever the compute dtype.
+    is computed across all devices. Reductions run in float32 (float64 in the exactness mode).
 
     Args:
       z1, z2: [B, D] projections of the first and second view of the same B images.
@@ -43,7 +47,7 @@ def nt_xent_loss(z1, z2, temperature):
     Returns:
       (loss, top-1 accuracy of picking the positive among the 2B − 1 candidates).
     """
-    z = l2_normalize(jnp.concatenate([z1, z2]).astype(jnp.float32))
+    z = l2_normalize(at_least_float32(jnp.concatenate([z1, z2])))
     n = z.shape[0]
     logits = (z @ z.T) / temperature
     logits = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits)  # a view is not its own pair

@@ -23,12 +23,16 @@ from ssl_jax.errors import UserError
 from ssl_jax.models import build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
+from ssl_jax.precision import at_least_float32
+
+# The config block ``objective.name=supervised`` switches to (ssl_jax.config.switch_block).
+DEFAULTS = dict(num_classes=10, smoothing=0.0, augment=True)
 
 
 def smoothed_cross_entropy(logits, labels, num_classes, smoothing):
     """(1/B) Σ_b −Σ_k ỹ_bk log softmax(ℓ_b)_k with ỹ = (1 − ε)·onehot(y) + ε/K, in float32."""
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
-    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
+    return optax.softmax_cross_entropy(at_least_float32(logits), targets).mean()
 
 
 @register_objective("supervised")
