@@ -4,7 +4,8 @@ Both train on the training text of the ``lee`` dataset (``lee_background.cor``, 
 `ssl_jax.data.text.tokenize`) with the same dimension, window, negatives, subsampling, min count
 and epochs, and both are scored by the same `ssl_jax.evaluation.words.evaluate`: WordSim-353
 and SimLex-999 Spearman ρ and 3CosAdd analogy accuracy. gensim sees whole documents (and drops
-out-of-vocabulary words itself); ssl_jax sees the dataset's windows of 64 in-vocabulary tokens.
+out-of-vocabulary words itself); ssl_jax sees the dataset's windows of 64 in-vocabulary tokens
+(``--window-length 0``: whole documents, 0-padded to the longest).
 
 ssl_jax trains with the settings of experiments/word2vec_lee.py (plain SGD on the sum of the
 pairs' losses, lr 0.025 cosine-decayed to 0.0001, batch 16 windows; ``--set`` overrides any of
@@ -15,6 +16,8 @@ the training wall time; for ssl_jax also without the first epoch, which includes
 python benchmarks/word2vec.py                       # skip-gram and CBOW, seeds 0 1 2
 python benchmarks/word2vec.py --modes cbow --seeds 0
 python benchmarks/word2vec.py --set optim.lr=0.025 --set objective.noise_per_pair=False
+python benchmarks/word2vec.py --modes skipgram --window-length 0 --set batch_size=6
+    # ssl_jax on whole documents (one example each, 0-padded to 552), ~1,000 words a step
 """
 
 import argparse
@@ -142,6 +145,12 @@ def main():
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gensim worker threads")
     parser.add_argument(
+        "--window-length",
+        type=int,
+        default=64,
+        help="ssl_jax's examples: windows of this many tokens; 0: whole documents",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -151,13 +160,14 @@ def main():
     args = parser.parse_args()
     start = time.perf_counter()
 
-    dataset = load_lee()
+    dataset = load_lee(window_length=args.window_length)
     documents = read_documents("lee_background.cor")
     vocabulary = dataset.vocabulary
     words = int((dataset.train["tokens"] > 1).sum())
     print(
         f"lee: {len(documents)} documents, {words:,} in-vocabulary words a pass, "
-        f"{len(vocabulary) - 2:,} words; {args.epochs} epochs; jax {jax.__version__} "
+        f"{len(vocabulary) - 2:,} words; ssl_jax examples {dataset.train['tokens'].shape}; "
+        f"{args.epochs} epochs; jax {jax.__version__} "
         f"on {jax.devices()[0].platform}, {os.cpu_count()} CPUs"
     )
     header = f"{'mode':9s} {'library':8s} {'seed':>4s} " + " ".join(f"{c:>20s}" for c in COLUMNS)

@@ -54,6 +54,17 @@ def test_windows_drop_oov_words_before_cutting_and_pad_with_zero():
     assert windows.dtype == np.int32
 
 
+@pytest.mark.parametrize("whole", [0, None])
+def test_whole_documents_are_one_example_each_padded_to_the_longest(whole):
+    vocab = Vocabulary(("[PAD]", "[MASK]", "x", "y"), (0, 0, 5, 5), {"pad": 0, "mask": 1})
+    docs = [["x", "oov", "y", "x", "oov", "y", "x"], ["y"], ["oov", "[MASK]", "x", "y"]]
+    windows = text.encode_documents(docs, vocab, window_length=whole)
+    np.testing.assert_array_equal(windows, [[2, 3, 2, 3, 2], [2, 3, 0, 0, 0]])
+    assert windows.dtype == np.int32
+    wider = text.encode_documents(docs, vocab, window_length=whole, pad_to=7)
+    np.testing.assert_array_equal(wider, np.pad(windows, ((0, 0), (0, 2))))
+
+
 def test_lee_matches_an_independent_count_of_the_corpus(lee):
     with open(text.corpus_path("lee_background.cor"), encoding="utf-8") as f:
         docs = [re.findall("[a-z]+", line.lower()) for line in f]

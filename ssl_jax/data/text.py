@@ -17,7 +17,10 @@ modelling), named in ``Vocabulary.special`` as ``{"pad": 0, "mask": 1}`` with co
 Examples: each document's tokens, with out-of-vocabulary words dropped first (as gensim drops
 them before windowing), are cut into consecutive windows of ``window_length`` ids (default
 64); the last window of a document is padded with 0. A window never spans two documents.
-Windows of fewer than two tokens are left out (they hold no word pair). No labels.
+Windows of fewer than two tokens are left out (they hold no word pair). ``window_length`` 0 or
+None keeps each document whole, one example per document padded with 0 to the longest (in
+`load_lee`, the longest of the training and held-out text: 552 and 90 words, so [300, 552] and
+[50, 552]), as gensim trains on whole documents. No labels.
 
 `TextDataset` adds the vocabulary and `TextDataset.evaluate_words`, the word-similarity and
 analogy evaluation of `ssl_jax.evaluation.words`.
@@ -73,22 +76,27 @@ def build_vocabulary(documents: Iterable[Sequence[str]], min_count: int = MIN_CO
 
 
 def encode_documents(
-    documents: Iterable[Sequence[str]], vocabulary: Vocabulary, window_length: int = WINDOW_LENGTH
+    documents: Iterable[Sequence[str]],
+    vocabulary: Vocabulary,
+    window_length: int | None = WINDOW_LENGTH,
+    pad_to: int = 0,
 ) -> np.ndarray:
     """Documents → int32 [N, window_length] windows of in-vocabulary ids, 0-padded.
 
     Out-of-vocabulary words are dropped before cutting; each document is cut on its own, and
-    windows holding fewer than two tokens are left out.
+    windows holding fewer than two tokens are left out. ``window_length`` 0 or None: one
+    example per whole document, 0-padded to the longest one or to ``pad_to`` if that is longer.
     """
     index = vocabulary.index
-    windows = []
+    chunks = []
     for doc in documents:
         ids = [index[w] for w in doc if w in index and index[w] >= NUM_SPECIAL]
-        for start in range(0, len(ids), window_length):
-            chunk = ids[start : start + window_length]
-            if len(chunk) >= 2:
-                windows.append(chunk + [PAD_ID] * (window_length - len(chunk)))
-    return np.asarray(windows, dtype=np.int32).reshape(-1, window_length)
+        step = window_length or max(len(ids), 1)
+        chunks.extend(ids[start : start + step] for start in range(0, len(ids), step))
+    chunks = [chunk for chunk in chunks if len(chunk) >= 2]
+    width = window_length or max([pad_to, *(len(chunk) for chunk in chunks)])
+    windows = [chunk + [PAD_ID] * (width - len(chunk)) for chunk in chunks]
+    return np.asarray(windows, dtype=np.int32).reshape(-1, width)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)  # ArrayDataset's short repr
@@ -110,15 +118,23 @@ class TextDataset(ArrayDataset):
         return words.evaluate(vectors, self.vocabulary)
 
 
-def load_lee(min_count: int = MIN_COUNT, window_length: int = WINDOW_LENGTH) -> TextDataset:
-    """The ``lee`` dataset: training windows of ``lee_background.cor``, held out ``lee.cor``."""
+def load_lee(min_count: int = MIN_COUNT, window_length: int | None = WINDOW_LENGTH) -> TextDataset:
+    """The ``lee`` dataset: training windows of ``lee_background.cor``, held out ``lee.cor``.
+
+    ``window_length`` 0 or None: one example per whole document, both splits padded to the
+    longest document of either.
+    """
     train_docs = read_documents("lee_background.cor")
     test_docs = read_documents("lee.cor")
     vocabulary = build_vocabulary(train_docs, min_count)
+    train = encode_documents(train_docs, vocabulary, window_length)
+    test = encode_documents(test_docs, vocabulary, window_length, pad_to=train.shape[1])
+    if test.shape[1] > train.shape[1]:
+        train = encode_documents(train_docs, vocabulary, window_length, pad_to=test.shape[1])
     base = ArrayDataset.from_arrays(
         "lee",
-        {"tokens": encode_documents(train_docs, vocabulary, window_length)},
-        {"tokens": encode_documents(test_docs, vocabulary, window_length)},
+        {"tokens": train},
+        {"tokens": test},
         tokens={"vocabulary": vocabulary, "num_values": len(vocabulary)},
     )
     return TextDataset(base.name, base.train, base.test, base.spec, vocabulary)
