@@ -13,6 +13,7 @@ import math
 import ml_collections
 
 from ssl_jax.config import base_config
+from ssl_jax.objectives import word2vec
 
 TRAIN_WINDOWS = 915  # token windows of 64 in lee_background.cor (ssl_jax.data.text)
 EPOCHS = 20
@@ -29,20 +30,12 @@ def get_config():
     c.objective = ml_collections.ConfigDict(
         dict(
             name="word2vec",
-            mode="skipgram",  # "skipgram" | "cbow"
-            loss="negative_sampling",  # "negative_sampling" | "hierarchical_softmax"
-            dim=100,
-            window=5,
-            negatives=5,
-            sample=1e-3,
-            noise_power=0.75,
-            # The reference implementation's update: plain SGD on the SUM of the pairs' losses
-            # (a step of lr per pair), separate noise draws for every pair, and in CBOW every
-            # context vector takes the whole gradient of the mean of the contexts.
-            reduction="sum",
-            noise_per_pair=True,
-            cbow_full_update=True,
+            **word2vec.DEFAULTS,  # skip-gram ("cbow" for CBOW), negative sampling, dim 100 …
         )
+        # The reference implementation's update: plain SGD on the SUM of the pairs' losses (a
+        # step of lr per pair), separate noise draws for every pair, and in CBOW every context
+        # vector takes the whole gradient of the mean of the contexts.
+        | dict(reduction="sum", noise_per_pair=True, cbow_full_update=True)
     )
 
     # word2vec's per-pair SGD at gensim's α, decayed from 0.025 to 0.0001 (gensim: linearly;
