@@ -76,6 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
             # The linear probe's λ grid; (): its full default, 1e6 … 1e-6 (ssl_jax.evaluation).
             # A shorter grid near the usual optimum (1e0 … 1e-4) makes a quick readout.
             l2_grid=(),
+            # Read out the no-learning baseline too (pixels; MFCCs for audio).
+            baseline=True,
             batch_size=500,
             # The readout holds its examples, and their pixels as float32 for the pixel
             # baseline, in memory: at most this many from the start of each split. All of
@@ -84,6 +86,66 @@ def base_config() -> ml_collections.ConfigDict:
             max_heldout_examples=10_000,
         )
     )
+    return c
+
+
+def mnist_config(objective: str, num_steps: int = 500, **objective_fields):
+    """A multi-view method on the 5,000-image MNIST subset, set up as the main job
+    (experiments/simclr_mnist.py): the small CNN, batch 256, AdamW 2e-3, views for digits
+    (milder crops, no flips, colour or blur). The objective block is its module's
+    ``DEFAULTS`` updated with ``objective_fields``."""
+    from ssl_jax import augment
+
+    c = base_config()
+    c.dataset = "mnist_subset"
+    c.batch_size = 256
+    c.num_steps = num_steps
+    c.log_every = 25
+    c.checkpoint_every = num_steps
+    c.model = ml_collections.ConfigDict(
+        dict(name="small_cnn", widths=(32, 64, 128), convs_per_stage=1, pool="flatten")
+    )
+    c.objective = ml_collections.ConfigDict(
+        dict(name=objective, **{**objective_defaults(objective), **objective_fields})
+    )
+    # A mirrored 2 is not a 2; grey digits have no colour to jitter but brightness/contrast.
+    c.aug = augment.default_config()
+    c.aug.global_scale = (0.5, 1.0)
+    c.aug.flip_prob = 0.0
+    c.aug.grayscale_prob = 0.0
+    c.aug.blur_prob = 0.0
+    c.aug.jitter_prob = 0.8
+    c.aug.brightness = 0.4
+    c.aug.contrast = 0.4
+    c.optim.name = "adamw"
+    c.optim.lr = 2e-3
+    c.optim.warmup_steps = 50
+    c.optim.weight_decay = 1e-4
+    return c
+
+
+def cifar10_config(objective: str, epochs: int = 1000, **objective_fields):
+    """A multi-view method on CIFAR-10 through TFDS, scaled to CIFAR as solo-learn does:
+    ResNet-18 with the CIFAR stem, batch 256, ``epochs`` passes over the 50,000 training
+    images, the paper's augmentations at 32×32 (blur off: it blurs away a 32×32 image). The
+    objective block is its module's ``DEFAULTS`` updated with ``objective_fields``; the
+    caller sets the optimizer to its paper's."""
+    from ssl_jax import augment
+
+    c = base_config()
+    c.dataset = "tfds:cifar10"
+    c.batch_size = 256
+    c.num_steps = epochs * 50_000 // c.batch_size
+    c.log_every = 100
+    c.checkpoint_every = 5000
+    c.model = ml_collections.ConfigDict(dict(name="resnet18", stem="cifar"))
+    c.objective = ml_collections.ConfigDict(
+        dict(name=objective, **{**objective_defaults(objective), **objective_fields})
+    )
+    c.aug = augment.default_config()
+    c.aug.blur_prob = 0.0
+    c.aug.jitter_prob = 0.8
+    c.optim.warmup_steps = 10 * 50_000 // c.batch_size
     return c
 
 
@@ -249,6 +311,13 @@ def switch_block(config: ml_collections.ConfigDict, block: str, name: str) -> st
         note += f"; dropped {', '.join(dropped)} (not {name} settings)"
     if reset:
         note += f"; reset {', '.join(f'{k}={defaults[k]!r}' for k in reset)}"
+    if block == "objective" and "aug" not in config:
+        # Objectives that make views read config.aug; a config written for one that does not
+        # (the autoencoder, word2vec) gets SimCLR's default views, settable on the same line.
+        from ssl_jax import augment
+
+        config.aug = augment.default_config()
+        note += "; added the default aug block"
     return note + "."
 
 

@@ -88,7 +88,7 @@ def run_readout(config, dataset, objective, state, initial_state, print_table=Tr
 
         if labels:
             feature_sets = {w: (features(w, "train"), features(w, "test")) for w in states}
-            base = baseline_features(spec, dataset.train[rep.input])
+            base = baseline_features(spec, dataset.train[rep.input]) if readout.baseline else None
             if base is not None:
                 feature_sets[base[0]] = (
                     base[1],

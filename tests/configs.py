@@ -60,7 +60,9 @@ def tiny_config(objective: str = "simclr", **objective_fields) -> ml_collections
         "toy_slow": dict(
             temperature=0.2, projector=dict(hidden_dims=(32,), output_dim=16), pause_sec=0.25
         ),
-    }[objective]
+    }.get(objective)
+    if fields is None:  # any other objective: its DEFAULTS with tiny heads
+        fields = tiny_fields(objective)
     fields.update(objective_fields)
     if objective.startswith("toy_"):
         fields["module"] = "tests.toy_objectives"
@@ -70,3 +72,17 @@ def tiny_config(objective: str = "simclr", **objective_fields) -> ml_collections
     c.aug.flip_prob = 0.0
     c.readout.enabled = False
     return c
+
+
+def tiny_fields(objective: str) -> dict:
+    """Objective ``objective``'s DEFAULTS with every head (a block with ``hidden_dims`` and
+    ``output_dim``) shrunk to 32 → 16, and any queue to 64 keys."""
+    from ssl_jax.config import objective_defaults
+
+    fields = objective_defaults(objective)
+    for name, value in fields.items():
+        if isinstance(value, dict) and {"hidden_dims", "output_dim"} <= set(value):
+            fields[name] = {**value, "hidden_dims": (32,), "output_dim": 16}
+    if "queue_size" in fields:
+        fields["queue_size"] = 64
+    return fields

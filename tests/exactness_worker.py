@@ -38,11 +38,8 @@ def run(objective: str, num_devices: int, seed: int, steps: int, dataset) -> dic
     config.optim.lr = 1e-3
     mesh = train.make_mesh(num_devices)
     objective_, optimizers, schedules = train.build_objective(config, dataset.spec)
-    init = functools.partial(train.init_state, objective_, optimizers, seed=seed)
-    state = jax.jit(init, out_shardings=NamedSharding(mesh, P()))(
-        sample_batch(decoded_spec(dataset.spec))
-    )
-    step_fn = compiled(objective_, optimizers, schedules, mesh)
+    init_fn, step_fn = compiled(objective_, optimizers, schedules, mesh)
+    state = init_fn(sample_batch(decoded_spec(dataset.spec)), seed)
     data = dataset.train_batches(config.batch_size, seed, 0, NamedSharding(mesh, P("data")))
     losses = []
     for _ in range(steps):
@@ -61,9 +58,18 @@ _PROGRAMS = {}
 
 
 def compiled(objective, optimizers, schedules, mesh):
+    """The init and step programs of ``objective`` on ``mesh``, compiled once for all seeds
+    (the seed is an argument of the init program, not a constant of it)."""
     key = (objective.name, mesh.size)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = train.compile_train_step(objective, optimizers, schedules, mesh)
+        init = functools.partial(train.init_state, objective, optimizers)
+        _PROGRAMS[key] = (
+            jax.jit(
+                lambda sample, seed: init(sample, seed=seed),
+                out_shardings=NamedSharding(mesh, P()),
+            ),
+            train.compile_train_step(objective, optimizers, schedules, mesh),
+        )
     return _PROGRAMS[key]
 
 

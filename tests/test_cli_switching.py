@@ -10,7 +10,7 @@ import ml_collections
 import pytest
 
 from ssl_jax import config as config_lib
-from ssl_jax import logs, train
+from ssl_jax import logs, objectives, train
 from ssl_jax.errors import UserError
 from ssl_jax.models import ENCODERS, build_encoder
 from tests.configs import REPO, tiny_config
@@ -72,7 +72,15 @@ def test_every_models_defaults_build_it(name):
     assert build_encoder(block) is not None
 
 
-@pytest.mark.parametrize("name", ["simclr", "autoencoder", "supervised", "cpc", "word2vec"])
+def test_switching_a_config_without_views_to_a_view_objective_adds_default_views():
+    config = config_lib.load_config(os.path.join(REPO, "experiments", "autoencoder_mnist.py"))
+    assert "aug" not in config
+    notes = config_lib.apply_overrides(config, ["objective.name=simclr", "aug.flip_prob=0.0"])
+    assert "added the default aug block" in notes[0]
+    assert config.aug.flip_prob == 0.0 and config.aug.num_global == 2
+
+
+@pytest.mark.parametrize("name", objectives.registered_objectives())
 def test_every_objective_of_the_package_has_defaults(name):
     defaults = config_lib.objective_defaults(name)
     assert defaults and "name" not in defaults

@@ -203,6 +203,8 @@ def test_tfds_and_in_memory_datasets_share_one_batch_order(tiny):
         for step in (0, 4, 5, 11):
             records = batch_indices(NUM_TRAIN, 8, seed, step)
             assert ids(ds[step]) == [id_of_record[r] for r in records]
+            # Each example's index is its record's position in the split, as in memory.
+            assert ds[step]["index"].tolist() == list(records)
 
 
 def test_last_incomplete_batch_of_an_epoch_is_dropped(tiny):
@@ -281,11 +283,11 @@ def test_eval_arrays_reads_the_heldout_split_in_order(tiny):
     np.testing.assert_array_equal(first, images[:5])
 
 
-def test_unlabelled_dataset_yields_images_only(data_dir):
+def test_unlabelled_dataset_yields_images_and_their_index_only(data_dir):
     ds = load_tfds("tfds:ssl_jax_tiny_unlabelled", data_dir=data_dir)
     assert ds.num_classes is None and ds.heldout_split == "validation"
     _, batch = next(ds.local_train_batches(8, seed=0, process_index=0, process_count=1))
-    assert set(batch) == {"images"}
+    assert set(batch) == {"images", "index"}
     images, labels = ds.eval_arrays()
     assert labels is None and images.shape == (NUM_TEST, *IMAGE_SHAPE)
 

@@ -65,8 +65,11 @@ def process_slice(indices: np.ndarray) -> np.ndarray:
 
 
 def host_batch(dataset: "Dataset", indices: np.ndarray) -> dict:
-    """Every named array of the training split at ``indices``, as stored (NumPy)."""
-    return {name: array[indices] for name, array in dataset.train.items()}
+    """Every named array of the training split at ``indices``, as stored (NumPy), and
+    ``index``: each example's position in the training split (memory banks key on it)."""
+    batch = {name: array[indices] for name, array in dataset.train.items()}
+    batch["index"] = np.asarray(indices, np.int32)
+    return batch
 
 
 def device_batch(local_batch: dict, sharding: jax.sharding.Sharding, spec=None) -> dict:

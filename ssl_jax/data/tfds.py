@@ -188,14 +188,12 @@ def _open_source(spec: TfdsSpec, split: str, data_dir: str):
 
 
 def choose_heldout_split(split_names, dataset: str, is_labelled=None) -> str:
-    """``test``, else ``validation``; ``test`` when the split names are unknown (mock data).
+    """``test``, else ``validation``, of the dataset's ``split_names``.
 
     ``is_labelled(split) -> bool``, when given, lets a ``test`` split whose labels are withheld
     (ImageNet's are all -1) give way to ``validation``.
     """
     split_names = list(split_names)
-    if not split_names:
-        return HELDOUT_SPLITS[0]
     present = [split for split in HELDOUT_SPLITS if split in split_names]
     if not present:
         raise UserError(
@@ -206,6 +204,22 @@ def choose_heldout_split(split_names, dataset: str, is_labelled=None) -> str:
     if len(present) > 1 and is_labelled is not None and not is_labelled(present[0]):
         return present[1]
     return present[0]
+
+
+def readable_splits(info, parsed, data_dir) -> list[str]:
+    """The dataset's split names; when its metadata lists none (a dataset written without
+    split info), the held-out candidates that open."""
+    names = list(info.splits.keys())
+    if names:
+        return names
+    readable = []
+    for split in HELDOUT_SPLITS:
+        try:
+            open_source(parsed, split, data_dir)
+        except UserError:  # open_source's one-line reasons: the split is absent or unreadable
+            continue
+        readable.append(split)
+    return readable
 
 
 def split_has_labels(source, label_key: str, probes: int = 8) -> bool:
@@ -355,10 +369,16 @@ def local_train_dataset(
         grain.MapDataset.range(sys.maxsize)  # this process's examples, one after another
         .map(position)
         .map(record_key)
-        .map(source.__getitem__)  # ArrayRecord read + image decode
-        .map(preprocess)  # resize
+        .map(functools.partial(read_example, source, preprocess))
         .batch(global_batch // process_count)
     )
+
+
+def read_example(source, preprocess, record_key: int) -> dict:
+    """Record ``record_key`` read (ArrayRecord read + image decode), preprocessed (resize), and
+    its ``index`` in the split, as in-memory batches carry it (memory banks key on it)."""
+    example = preprocess(source[record_key])
+    return {**example, "index": np.int32(record_key)}
 
 
 def _mark_absl_flags_parsed() -> None:
@@ -450,8 +470,9 @@ class TfdsDataset:
         prefetch_batches: int | None = None,
     ) -> Iterator[tuple[int, dict]]:
         """Yields ``(step, local_batch)`` from ``start_step`` on, forever: ``local_batch`` is
-        NumPy ``{'images': uint8 [L, H, W, C], 'labels'?: int32 [L]}``, this process's slice of
-        the global batch (place it on the mesh with `ssl_jax.data.pipeline.device_batch`).
+        NumPy ``{'images': uint8 [L, H, W, C], 'labels'?: int32 [L], 'index': int32 [L]}``,
+        this process's slice of the global batch (place it on the mesh with
+        `ssl_jax.data.pipeline.device_batch`).
 
         Batches are read ahead by ``read_threads`` threads into a buffer of
         ``prefetch_batches``; with ``worker_count > 0`` that work moves to that many worker
@@ -566,7 +587,9 @@ def load_tfds(
             is_labelled = lambda split: split_has_labels(
                 open_source(parsed, split, data_dir), label_key
             )
-        heldout_split = choose_heldout_split(info.splits.keys(), parsed.name, is_labelled)
+        heldout_split = choose_heldout_split(
+            readable_splits(info, parsed, data_dir), parsed.name, is_labelled
+        )
     return TfdsDataset(
         tfds_spec=parsed,
         data_dir=data_dir,

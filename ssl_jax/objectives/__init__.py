@@ -25,7 +25,7 @@ from ssl_jax.objectives.base import (
 )
 
 _FACTORIES = {}
-_NOT_OBJECTIVES = ("base", "targets")
+_NOT_OBJECTIVES = ("base", "targets", "siamese")
 
 
 def register_objective(name: str):

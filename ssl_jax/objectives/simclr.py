@@ -14,22 +14,18 @@ import optax
 from ssl_jax import augment
 from ssl_jax.data.spec import require
 from ssl_jax.diagnostics import alignment, embedding_std, uniformity
+from ssl_jax.losses import contrastive_accuracy, nt_xent_logits
+from ssl_jax.losses import l2_normalize as l2_normalize  # re-exported: tests import it here
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
-from ssl_jax.precision import at_least_float32
 
 # The config block ``objective.name=simclr`` switches to (ssl_jax.config.switch_block).
 DEFAULTS = dict(temperature=0.2, projector=dict(hidden_dims=(512,), output_dim=128))
 
 
-def l2_normalize(x, axis=-1, eps=1e-12):
-    """x / max(||x||, eps) along ``axis``."""
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps * eps))
-
-
 def nt_xent_loss(z1, z2, temperature):
-    """Normalised-temperature cross-entropy over 2B views (SimCLR's NT-Xent).
+    """SimCLR's NT-Xent and its top-1 contrastive accuracy: ``ssl_jax.losses.nt_xent``.
 
     With u = z/||z|| for the 2B views and s_ij = u_iᵀu_j / τ, the loss of view i whose positive
     is view p(i) (the other view of the same image) is
@@ -47,14 +43,9 @@ def nt_xent_loss(z1, z2, temperature):
     Returns:
       (loss, top-1 accuracy of picking the positive among the 2B − 1 candidates).
     """
-    z = l2_normalize(at_least_float32(jnp.concatenate([z1, z2])))
-    n = z.shape[0]
-    logits = (z @ z.T) / temperature
-    logits = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits)  # a view is not its own pair
-    positives = jnp.roll(jnp.arange(n), n // 2)  # view i ↔ view i ± B
+    logits, positives = nt_xent_logits(z1, z2, temperature)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, positives).mean()
-    accuracy = (jnp.argmax(logits, axis=-1) == positives).mean()
-    return loss, accuracy
+    return loss, contrastive_accuracy(logits, positives)
 
 
 @register_objective("simclr")
