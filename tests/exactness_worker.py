@@ -30,6 +30,8 @@ def local_value(x) -> np.ndarray:
 
 def run(objective: str, num_devices: int, seed: int, steps: int, dataset) -> dict:
     config = tiny_config(objective)
+    if "bank_size" in config.objective:  # a memory bank: one row per training example
+        config.objective.bank_size = dataset.num_train_examples
     config.compute_dtype = "float64"
     config.seed = seed
     config.num_steps = steps

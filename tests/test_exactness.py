@@ -84,7 +84,7 @@ def test_eight_devices_and_two_processes_equal_one_device_to_1e9(runs, objective
 
 # The multi-view objectives, whose state spans the global batch (queues, centres, EMA targets,
 # batch-wide cross-correlations): 1 device against 8, in two worker processes side by side.
-MULTIVIEW = (("byol", "moco_v2"), ())
+MULTIVIEW = (("byol",), ("moco_v2",))
 
 
 @pytest.fixture(scope="module")
