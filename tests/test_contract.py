@@ -203,10 +203,14 @@ def test_init_from_refuses_a_module_of_another_shape(multimodal_run, multimodal_
         train.train(config, str(tmp_path / "mismatch"))
 
 
-def test_load_encoder_survives_a_damaged_optimizer_state(multimodal_run, multimodal_npz, tmp_path):
-    """Damages, one at a time, each data file of the checkpoint: a file whose loss makes the
-    whole state unreadable yet leaves the image encoder loadable holds none of its arrays —
-    and then the encoder's embeddings are exactly the undamaged ones."""
+def test_load_encoder_on_a_damaged_checkpoint_is_exact_or_refuses(
+    multimodal_run, multimodal_npz, tmp_path
+):
+    """Zeroes, one at a time, each data file of the checkpoint. Whenever the damage makes the
+    whole state unreadable, `load_encoder` either returns exactly the undamaged embeddings (the
+    file held none of the encoder's arrays) or refuses with the one-line error — never other
+    numbers. Which of the two happens depends on how orbax packs arrays into files, which varies
+    with the machine, so the test asserts the property for every file rather than a count."""
     source, _ = multimodal_run
     images = load_dataset(f"npz:{multimodal_npz}").test["images"][:8]
     expected = ssl_jax.load_encoder(source, name="image").embed(images)
@@ -217,12 +221,13 @@ def test_load_encoder_survives_a_damaged_optimizer_state(multimodal_run, multimo
         if os.path.basename(root) == "d"
     )
     assert data_files
-    survived = 0
+    unreadable = 0
     for relative in data_files:
         copy = str(tmp_path / relative.replace(os.sep, "_"))
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("eval"))
-        with open(os.path.join(copy, "checkpoints", "4", relative), "r+b") as f:
-            f.write(b"\0" * 64)
+        damaged = os.path.join(copy, "checkpoints", "4", relative)
+        with open(damaged, "r+b") as f:
+            f.write(b"\0" * os.path.getsize(damaged))
         checkpoints = Checkpoints(os.path.join(copy, "checkpoints"), keep=3)
         try:
             checkpoints.restore_raw(4)
@@ -233,14 +238,15 @@ def test_load_encoder_survives_a_damaged_optimizer_state(multimodal_run, multimo
             checkpoints.close()
         if whole_state_readable:
             continue
+        unreadable += 1
         try:
             encoder = ssl_jax.load_encoder(copy, name="image")
         except UserError as err:
             assert "cannot be read for representation 'image'" in str(err)
             continue
         np.testing.assert_array_equal(encoder.embed(images), expected)
-        survived += 1
-    assert survived >= 1
+    # The damage must have reached the state at least once, or the test checked nothing.
+    assert unreadable >= 1
 
 
 def test_an_objective_that_logs_no_loss_is_refused(tmp_path):

@@ -319,12 +319,19 @@ def load_speech() -> ArrayDataset:
     return load()
 
 
+def load_mnist_captions() -> ArrayDataset:
+    from ssl_jax.data.captions import load_mnist_captions as load
+
+    return load()
+
+
 # The embedded datasets by name; each loader imports what only it needs when called.
 _LOADERS = {
     "mnist_subset": load_mnist_subset,
     "digits": load_digits,
     "lee": load_lee,
     "speech": load_speech,
+    "mnist_captions": load_mnist_captions,
 }
 
 
