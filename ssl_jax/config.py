@@ -61,6 +61,10 @@ def base_config() -> ml_collections.ConfigDict:
             worker_count=0,  # grain worker processes that decode; 0: reader threads only
             read_threads=4,  # reader threads (in each worker when worker_count > 0)
             prefetch_batches=4,  # batches read ahead (per worker when worker_count > 0)
+            # Captions → ``tokens`` (image-text data such as coco_captions): the text feature,
+            # "" for the first of captions/text, captions, caption, text; ids per caption.
+            text_feature="",
+            text_length=77,
         )
     )
     # Initialise modules from another run's checkpoint (stacked autoencoders, a frozen

@@ -15,7 +15,15 @@ training subprocesses each compile the same small programs otherwise.
 import os
 import tempfile
 
-from tests.configs import xla_flags
+# One BLAS thread per process: the two xdist workers already use both cores, and OpenBLAS's
+# own threads on top of them make each small SVD or QR hundreds of times slower (measured:
+# a 12544×40 QR 0.3-0.9 s instead of 3-6 ms). The variables reach the subprocesses the tests
+# start; threadpoolctl limits the BLAS already loaded in this one (a plugin may import NumPy
+# before this file).
+for _blas in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_blas, "1")
+
+from tests.configs import xla_flags  # noqa: E402
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(8)).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -26,6 +34,9 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(1)
 
 from ssl_jax.data import load_dataset  # noqa: E402
 from tests.configs import REPO, tiny_config  # noqa: E402, F401

@@ -5,6 +5,8 @@ concatenated representation learns on real digits."""
 import jax
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from ssl_jax.data.spec import ArraySpec, sample_batch
 from ssl_jax.errors import UserError
@@ -20,13 +22,17 @@ from tests.objective_steps import Run
 
 @pytest.fixture(scope="module")
 def run():
+    """The run, its initial state, the first batch and the key a first step would use (what is
+    checked holds at any parameters: no training step is compiled)."""
     run = Run("cmc")
-    before, after, batch, key, _ = run.steps(2)
-    return run, before, after, batch, key
+    state = jax.device_get(run.state)
+    sharding = NamedSharding(run.mesh, P("data"))
+    _, batch = next(run.dataset.train_batches(run.config.batch_size, run.config.seed, 0, sharding))
+    return run, state, batch, jax.random.fold_in(state.rng, state.step)
 
 
 def test_the_representation_is_both_encoders_features_concatenated(run):
-    run, _, after, batch, _ = run
+    run, after, batch, _ = run
     images = batch["images"]
     rep = run.objective.representations["encoder"]
     assert rep.modules == ("view1_encoder", "view2_encoder")
@@ -57,7 +63,7 @@ def test_the_representation_is_both_encoders_features_concatenated(run):
 
 
 def test_the_loss_is_symmetric_in_the_two_views(run):
-    run, before, _, batch, key = run
+    run, before, batch, key = run
     value, out = jax.jit(lambda s, b, k: run.loss(s, b, k))(before, batch, key)
     z1, z2 = out.outputs["view1"], out.outputs["view2"]
     tau = run.config.objective.temperature

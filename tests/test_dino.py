@@ -55,16 +55,52 @@ def teacher_logits_of(config, spec):
         )
         return out["head"]
 
-    return jax.jit(fn)
+    return fn
 
 
-def test_center_is_the_ema_of_the_teacher_logits_of_the_global_batch(run):
-    # After the first step the teacher and the student differ (m = 0.9): the centre must
-    # follow the teacher.
-    before, after, batch, key, _ = run.steps(2)
-    logits = teacher_logits_of(run.config, run.dataset.spec)(
-        before.objective_state.target, batch, key
-    )
+def other_local_crops():
+    """The objective of the tests' config with other local crops (another scale and size)."""
+    other = dino_config()
+    other.aug.local_scale = (0.6, 0.9)
+    other.aug.local_size = 6
+    return other
+
+
+@pytest.fixture(scope="module")
+def step(run):
+    """The second step (after the first the teacher and the student differ, m = 0.9): the
+    states before and after it, its batch, key and metrics, and, at the state before it, the
+    teacher's logits (from the loss; from the loss with other local crops; recomputed from the
+    global crops alone) and the loss's gradient with respect to the objective's state. One
+    program for all of those: the crops and the networks compile once."""
+    before, after, batch, key, metrics = run.steps(2)
+    other_objective = train.build_objective(other_local_crops(), run.dataset.spec)[0]
+    recompute = teacher_logits_of(run.config, run.dataset.spec)
+
+    def loss(objective, objective_state):
+        value, out = objective.loss(
+            before.params,
+            before.batch_stats,
+            objective_state,
+            batch,
+            key,
+            before.step,
+            group="model",
+        )
+        return value, out.outputs["teacher_logits"]
+
+    @jax.jit
+    def evaluate(objective_state):
+        grads, teacher = jax.grad(lambda s: loss(run.objective, s), has_aux=True)(objective_state)
+        other_teacher = loss(other_objective, objective_state)[1]
+        return teacher, other_teacher, recompute(objective_state.target, batch, key), grads
+
+    return before, after, metrics, *jax.device_get(evaluate(before.objective_state))
+
+
+def test_center_is_the_ema_of_the_teacher_logits_of_the_global_batch(run, step):
+    # The centre must follow the teacher's logits of both global crops of every device.
+    before, after, _, _, _, logits, _ = step
     assert logits.shape == (2 * run.config.batch_size, 16)  # both global crops, every device
     m = run.config.objective.center_momentum
     want = m * before.objective_state.center + (1 - m) * np.asarray(logits).mean(axis=0)
@@ -80,49 +116,25 @@ def test_teacher_temperature_warms_up_linearly():
     assert float(teacher_temperature(0, cfg)) == pytest.approx(0.06)
 
 
-def test_loss_uses_the_scheduled_temperature(run):
-    before, _, _, _, metrics = run.steps(2)
+def test_loss_uses_the_scheduled_temperature(step):
+    before, _, metrics, _, _, _, _ = step
     step = int(before.step)
     assert 0 < step < WARMUP  # mid-warmup
     want = 0.02 + 0.04 * min(step / WARMUP, 1.0)
     assert float(metrics["teacher_temp"]) == pytest.approx(want, rel=1e-6)
 
 
-def test_teacher_sees_only_the_global_crops(run):
-    before, _, batch, key, _ = run.steps()
-    # The same step with other local crops (another scale and size): the student's inputs
-    # change, the teacher's logits must not, and they are those of the global crops alone.
-    other = dino_config()
-    other.aug.local_scale = (0.6, 0.9)
-    other.aug.local_size = 6
-    other_objective = train.build_objective(other, run.dataset.spec)[0]
-
-    def teacher_of(objective):
-        def fn(state):
-            _, out = objective.loss(
-                state.params,
-                state.batch_stats,
-                state.objective_state,
-                batch,
-                key,
-                state.step,
-                group="model",
-            )
-            return out.outputs["teacher_logits"]
-
-        return jax.jit(fn)(before)
-
-    teacher = teacher_of(run.objective)
+def test_teacher_sees_only_the_global_crops(run, step):
+    # The same step with other local crops: the student's inputs change, the teacher's logits
+    # must not, and they are those of the global crops alone.
+    _, _, _, teacher, other_teacher, recomputed, _ = step
     assert teacher.shape == (2, run.config.batch_size, 16)  # num_global views only
-    np.testing.assert_array_equal(teacher_of(other_objective), teacher)
-    recomputed = teacher_logits_of(run.config, run.dataset.spec)(
-        before.objective_state.target, batch, key
-    )
+    np.testing.assert_array_equal(other_teacher, teacher)
     np.testing.assert_allclose(teacher.reshape(recomputed.shape), recomputed, rtol=1e-5, atol=1e-6)
 
 
-def test_teacher_moves_by_the_ema_rule_and_gets_no_gradient(run):
-    before, after, batch, key, _ = run.steps(2)
+def test_teacher_moves_by_the_ema_rule_and_gets_no_gradient(run, step):
+    before, after, _, _, _, _, grads = step
     base = run.config.objective.momentum
     m = float(cosine_momentum(before.step, run.config.num_steps, base))
     assert base < m < 1.0
@@ -135,11 +147,6 @@ def test_teacher_moves_by_the_ema_rule_and_gets_no_gradient(run):
             after.params[module],
             after.objective_state.target.params[module],
         )
-
-    def loss_of_state(objective_state):
-        return run.loss(before, batch, key, objective_state=objective_state)[0]
-
-    grads = jax.jit(jax.grad(loss_of_state))(before.objective_state)
     assert all(float(np.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
 
 

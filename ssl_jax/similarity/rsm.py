@@ -75,6 +75,16 @@ def rsm_rows(x: jax.Array, center_columns: bool) -> jax.Array:
     return centre_columns(x) if center_columns else x
 
 
+def _upper_triangle_positions(n: int) -> np.ndarray:
+    """Flat positions of the strict upper triangle of an [n, n] matrix, row by row.
+
+    A NumPy constant indexing the flattened matrix: one gather, which XLA compiles in a
+    fraction of the time of a two-index gather with ``jnp.triu_indices``.
+    """
+    rows, cols = np.triu_indices(n, k=1)
+    return rows * n + cols
+
+
 def rsm_rank_vector(rows: jax.Array, kernel: str) -> jax.Array:
     """Standardised ranks of the RSM's strict upper triangle, [n(n-1)/2].
 
@@ -83,8 +93,7 @@ def rsm_rank_vector(rows: jax.Array, kernel: str) -> jax.Array:
     cosine kernel is undefined).
     """
     rsm = RSM_KERNELS[kernel](rows)
-    rows, cols = jnp.triu_indices(rsm.shape[0], k=1)
-    upper = rsm[rows, cols]
+    upper = rsm.reshape(-1)[_upper_triangle_positions(rsm.shape[0])]
     ranks = average_ranks(upper)
     centred = ranks - jnp.mean(ranks)
     standardised = centred / jnp.linalg.norm(centred)
