@@ -67,8 +67,13 @@ def peak_flops(dtype: str) -> float | None:
     return next((v for (k, d), v in PEAK_FLOPS.items() if k in kind and d == dtype), None)
 
 
-def measure(model: str, batch: int, dtype: str, steps: int, num_devices: int = 0) -> dict:
-    """Compiles and times the SimCLR step; returns compile time, step time, images/s, FLOPs."""
+def prepare(model: str, batch: int, dtype: str, num_devices: int = 0):
+    """Compiles the SimCLR step and runs it once; returns ``(run, info)``.
+
+    ``run(steps)`` times ``steps`` more steps and returns seconds per step; ``info`` holds the
+    device count and kind, the compile time and XLA's FLOPs per step. The state stays inside
+    ``run`` (it is donated each step), so timed rounds can alternate with other work.
+    """
     config = benchmark_config(model, batch, dtype)
     mesh = train.make_mesh(num_devices)
     train.check_batch_size(batch, mesh)
@@ -90,19 +95,29 @@ def measure(model: str, batch: int, dtype: str, steps: int, num_devices: int = 0
 
     state, metrics = compiled(state, batch_on_mesh)  # warm-up
     jax.block_until_ready(metrics)
-    start = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = compiled(state, batch_on_mesh)
-    jax.block_until_ready(metrics)
-    step_sec = (time.perf_counter() - start) / steps
-    return {
+
+    def run(steps: int) -> float:
+        nonlocal state
+        start = time.perf_counter()
+        for _ in range(steps):
+            state, metrics = compiled(state, batch_on_mesh)
+        jax.block_until_ready(metrics)
+        return (time.perf_counter() - start) / steps
+
+    info = {
         "devices": mesh.size,
         "device_kind": jax.devices()[0].device_kind,
         "compile_sec": compile_sec,
-        "step_sec": step_sec,
-        "images_per_sec": batch / step_sec,
         "flops_per_step": flops_per_step,
     }
+    return run, info
+
+
+def measure(model: str, batch: int, dtype: str, steps: int, num_devices: int = 0) -> dict:
+    """Compiles and times the SimCLR step; returns compile time, step time, images/s, FLOPs."""
+    run, info = prepare(model, batch, dtype, num_devices)
+    step_sec = run(steps)
+    return {**info, "step_sec": step_sec, "images_per_sec": batch / step_sec}
 
 
 def main():
