@@ -34,6 +34,7 @@ from ssl_jax.data.pipeline import steps_per_epoch
 from ssl_jax.data.spec import decoded_spec, sample_batch, spec_to_json
 from ssl_jax.errors import UserError
 from ssl_jax.logs import MetricsLog
+from ssl_jax.pictures import PICTURE_EXAMPLES, save_pictures
 from ssl_jax.readout import check_readout_config, run_readout
 from ssl_jax.state import (
     TrainState,
@@ -259,6 +260,15 @@ def restore_state(checkpoints: Checkpoints, state: TrainState, step: int | None)
         ) from None
 
 
+def write_pictures(objective, state, dataset, workdir: str, seed: int) -> None:
+    """The objective's picture grids of the first held-out images, saved in ``workdir``."""
+    images = dataset.readout_data(0, PICTURE_EXAMPLES).decoded("test", "images")
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x9C7)  # a stream of its own
+    params, batch_stats = jax.device_get((state.params, state.batch_stats))
+    pictures = jax.jit(objective.pictures)(params, batch_stats, images, key)
+    save_pictures(workdir, int(state.step), jax.device_get(pictures))
+
+
 def train(config, workdir: str, resume: bool = False, resume_from_step: int | None = None) -> dict:
     """Runs (or resumes) pretraining in ``workdir``; returns the readout (or ``{}``)."""
     resume = resume or resume_from_step is not None
@@ -333,6 +343,8 @@ def train(config, workdir: str, resume: bool = False, resume_from_step: int | No
         if log is not None:
             log.close()
 
+    if objective.pictures is not None and is_main and "images" in dataset.spec:
+        write_pictures(objective, state, dataset, workdir, config.seed)
     if not config.readout.enabled:
         return {}
     in_memory = dataset.readout_data(

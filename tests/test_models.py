@@ -57,6 +57,7 @@ def test_parameter_counts_match_the_published_architectures(model, image_shape, 
         ),
         (dict(name="small_cnn", widths=(8, 16)), (8, 8, 1), 64, ["stage1", "stage2", "features"]),
         (dict(name="mlp", hidden_dims=(32, 16)), (8, 8, 1), 16, ["hidden1", "hidden2"]),
+        (dict(name="linear", features=5), (8, 8, 1), 5, ["code"]),
     ],
 )
 def test_features_and_named_layers_in_network_order(model, image_shape, feature_dim, layer_names):

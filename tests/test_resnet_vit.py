@@ -126,11 +126,29 @@ def test_full_width_parameter_counts_match_the_published_architectures(model, im
     ],
 )
 def test_layers_are_named_and_ordered_as_in_the_network(model, image_shape, layer_shapes):
-    variables, images = init_and_images(model, image_shape)
-    features, layers = model.apply(variables, images, train=False, return_layers=True)
-    assert list(layers) == list(layer_shapes)  # network order, not sorted
+    # Shapes and names only, so traced abstractly: nothing is compiled or run.
+    images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(KEY, x, train=False), images)
+    order = []  # a pytree's dicts come back sorted: the network's order is read while tracing
+
+    def apply(v, x):
+        features, layers = model.apply(v, x, train=False, return_layers=True)
+        order.extend(layers)
+        return features, layers
+
+    features, layers = jax.eval_shape(apply, variables, images)
+    assert order == list(layer_shapes)  # network order, not sorted
     assert {name: x.shape for name, x in layers.items()} == layer_shapes
-    np.testing.assert_array_equal(list(layers.values())[-1], features)
+    assert features.shape == layers[order[-1]].shape
+
+
+def test_the_features_are_the_last_layer():
+    model = tiny_vit()
+    variables, images = init_and_images(model, (16, 12, 3))
+    features, layers = jax.jit(lambda v, x: model.apply(v, x, train=False, return_layers=True))(
+        variables, images
+    )
+    np.testing.assert_array_equal(layers["features"], features)
 
 
 def test_zero_init_residual_makes_every_stage1_block_the_identity_at_init():

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from ssl_jax.errors import UserError, close_matches, unknown_name
 from ssl_jax.models.audio import WaveformEncoder
-from ssl_jax.models.cnn import MLPEncoder, SmallCNN
+from ssl_jax.models.cnn import LinearEncoder, MLPEncoder, SmallCNN
 from ssl_jax.models.heads import MLPDecoder, ProjectionHead
 from ssl_jax.models.resnet import ResNet
 from ssl_jax.models.text import TokenTransformer
@@ -21,6 +21,7 @@ from ssl_jax.models.vit import ViT
 
 # name → (module class, its fixed settings); the config gives the other fields.
 ENCODERS: dict[str, tuple[type[nn.Module], dict]] = {
+    "linear": (LinearEncoder, {}),
     "mlp": (MLPEncoder, {}),
     "small_cnn": (SmallCNN, {}),
     "resnet18": (ResNet, dict(stage_sizes=(2, 2, 2, 2), block="basic")),

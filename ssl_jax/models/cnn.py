@@ -27,6 +27,29 @@ def max_pool_2x2(x):
     return x.max(axis=(2, 4))
 
 
+class LinearEncoder(nn.Module):
+    """Flattens the image and applies one affine map to ``features`` numbers: z = W x + b.
+
+    The encoder of the linear autoencoder (`ssl_jax.objectives.linear_autoencoder`), whose
+    optimum spans the principal subspace. Layers: ``"code"``.
+    """
+
+    features: int = 32
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, *, train: bool, return_layers: bool = False):
+        del train  # no batch statistics
+        h = nn.Dense(self.features, dtype=self.dtype, name="code")(
+            x.reshape(x.shape[0], -1).astype(self.dtype)
+        )
+        return _output(h, {"code": h}, return_layers)
+
+    def check_input_shape(self, image_shape):
+        if len(image_shape) != 3:
+            raise UserError(f"linear expects images (H, W, C), got shape {tuple(image_shape)}.")
+
+
 class MLPEncoder(nn.Module):
     """Flattens the image and applies Dense → BatchNorm → ReLU blocks.
 

@@ -79,4 +79,12 @@ def make(config, input_spec) -> Objective:
         mse = jnp.square(images - jax.nn.sigmoid(at_least_float32(logits))).mean()
         return value, LossOutput({"encoder": enc_stats}, {"loss": value, "pixel_mse": mse})
 
-    return Objective(name="autoencoder", init=init, loss=loss)
+    def pictures(params, batch_stats, images, key):
+        """Held-out images over their reconstructions (batch norm with its running averages)."""
+        del key
+        h, _ = apply_module(encoder, params, batch_stats, "encoder", images, train=False)
+        code = bottleneck.apply({"params": params["bottleneck"]}, h)
+        logits = decoder.apply({"params": params["decoder"]}, code, train=False)
+        return {"reconstructions": jnp.stack([images, jax.nn.sigmoid(logits)])}
+
+    return Objective(name="autoencoder", init=init, loss=loss, pictures=pictures)

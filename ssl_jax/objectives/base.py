@@ -38,6 +38,11 @@ decoded element spec (`ssl_jax.data.spec`): ``{"images": ArraySpec((28, 28, 1), 
     reads. The readout, ``python -m ssl_jax.evaluate`` and ``ssl_jax.load_encoder(dir,
     name=...)`` use them. ``None`` means the one ``"encoder"`` module built from
     ``config.model`` reading ``images``.
+
+``pictures``: for objectives that generate images, ``(params, batch_stats, images, key) ->
+    {name: [rows, cols, H, W, C] in [0, 1]}`` made from held-out ``images`` in inference mode:
+    reconstructions, samples, interpolations. The trainer saves them as PNG grids at the end
+    of a run (`ssl_jax.pictures`).
 """
 
 import dataclasses
@@ -94,6 +99,7 @@ class Objective:
     update_state: Callable[..., PyTree] = keep_state
     param_groups: Mapping[str, tuple[str, ...]] | None = None
     representations: Mapping[str, Representation] | None = None
+    pictures: Callable[..., dict] | None = None
 
 
 def module_representation(module: nn.Module, name: str = "encoder", input: str = "images"):
