@@ -47,6 +47,8 @@ def tiny_config(objective: str = "simclr", **objective_fields) -> ml_collections
     c.model = ml_collections.ConfigDict(
         dict(name="small_cnn", widths=(8, 16), convs_per_stage=1, pool="flatten")
     )
+    if objective == "linear_autoencoder":  # an affine code is the method
+        c.model = ml_collections.ConfigDict(dict(name="linear", features=8))
     fields = {
         "simclr": dict(temperature=0.2, projector=dict(hidden_dims=(32,), output_dim=16)),
         "autoencoder": dict(code_dim=8, decoder_hidden_dims=(32,), reconstruction="bernoulli"),

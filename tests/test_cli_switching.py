@@ -13,6 +13,7 @@ from ssl_jax import config as config_lib
 from ssl_jax import logs, objectives, train
 from ssl_jax.errors import UserError
 from ssl_jax.models import ENCODERS, build_encoder
+from ssl_jax.objectives import autoencoder
 from tests.configs import REPO, tiny_config
 from tests.test_cli_and_checkpoints import error_line, final_params, write_config
 
@@ -42,6 +43,7 @@ def test_objective_switch_on_the_simclr_config_gives_the_autoencoder_its_fields(
         config, ["objective.code_dim=16", "objective.name=autoencoder"]
     )
     assert config.objective.to_dict() == {
+        **autoencoder.DEFAULTS,  # the denoising and sparse fields at their "none"
         "name": "autoencoder",
         "code_dim": 16,
         "decoder_hidden_dims": (512,),
@@ -98,6 +100,7 @@ def test_an_objective_switch_on_the_command_line_trains(tmp_path, capsys):
     assert "objective: autoencoder; starting at step 0/2" in out
     with open(tmp_path / "run" / "config.json") as f:
         assert json.load(f)["objective"] == {
+            **autoencoder.DEFAULTS,
             "name": "autoencoder",
             "code_dim": 8,
             "decoder_hidden_dims": [32],

@@ -24,10 +24,6 @@ for the ground-truth factors, a rotation of them and pure noise: the ends of eac
 import math
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ssl_jax.errors import UserError
 
@@ -251,6 +247,8 @@ def dci(
         raise UserError(
             f"DCI needs at least 2 codes and 2 factors, got {num_codes} and {num_factors}."
         )
+    from sklearn.ensemble import GradientBoostingClassifier  # slow to import: on use
+
     importance = np.zeros((num_codes, num_factors))
     train_accuracy, test_accuracy = [], []
     for j in range(num_factors):
@@ -370,6 +368,10 @@ def beta_vae_score(
     eval_x, eval_y = _beta_vae_points(representation_fn, dataset, rng, num_eval, batch_size)
     if len(np.unique(train_y)) < 2:
         raise UserError(f"num_train={num_train} drew a single factor; use more points.")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     classifier.fit(train_x, train_y)
     return {

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.model_selection import train_test_split
 
 from ssl_jax.evaluation.checks import check_features_and_labels, check_same_dimensions
 
@@ -178,6 +177,8 @@ def linear_probe(
     grid = sorted(l2_grid or DEFAULT_L2_GRID, reverse=True)
     counts = np.bincount(train_y)
     stratify = train_y if counts[counts > 0].min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # on use: importing sklearn is slow
+
     fit_idx, val_idx = train_test_split(
         np.arange(len(train_x)), test_size=val_fraction, random_state=seed, stratify=stratify
     )

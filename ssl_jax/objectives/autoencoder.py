@@ -6,6 +6,15 @@ Notes 001 §3.2.3 (eq. 13), 004 (deep autoencoders, Hinton & Salakhutdinov 2006)
 Modules: ``encoder`` (the evaluated representation h = f(x)), ``bottleneck`` (a linear map to
 the code c = W h + b of ``code_dim`` dimensions, the compression that rules out the identity
 solution) and ``decoder`` (x̂ = g(c), an MLP producing pixel logits).
+
+Variants, by config (`ssl_jax.corruption`):
+- **denoising** (notes 002): ``corruption`` ``"gaussian"`` (σ = ``corruption_level``),
+  ``"masking"`` or ``"salt_and_pepper"`` (fraction ν = ``corruption_level``); the encoder sees
+  x̃, the loss compares g(f(x̃)) with the clean x, weighting the error on corrupted pixels by
+  ``corrupted_weight`` (α) and on the others by ``clean_weight`` (β).
+- **sparse** (notes 004): ``sparsity`` ``"l1"`` adds λ·(1/B)Σ|c| on the code; ``"kl"`` passes
+  the code through a sigmoid and adds λ·Σ_j KL(ρ ‖ ρ̂_j) with ρ = ``sparsity_target``;
+  λ = ``sparsity_weight``.
 """
 
 import flax.linen as nn
@@ -13,6 +22,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax.corruption import (
+    CORRUPTIONS,
+    SPARSITY_PENALTIES,
+    corrupt,
+    kl_sparsity,
+    l1_sparsity,
+    weighted_reconstruction_error,
+)
 from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.models import MLPDecoder, build_encoder
@@ -23,41 +40,85 @@ from ssl_jax.precision import at_least_float32
 RECONSTRUCTION_LOSSES = ("mse", "bernoulli")
 
 # The config block ``objective.name=autoencoder`` switches to (ssl_jax.config.switch_block).
-DEFAULTS = dict(code_dim=64, decoder_hidden_dims=(512,), reconstruction="bernoulli")
+DEFAULTS = dict(
+    code_dim=64,
+    decoder_hidden_dims=(512,),
+    reconstruction="bernoulli",
+    corruption="none",
+    corruption_level=0.0,
+    corrupted_weight=1.0,
+    clean_weight=1.0,
+    sparsity="none",
+    sparsity_weight=0.0,
+    sparsity_target=0.05,
+)
+
+
+def per_pixel_error(logits, images, kind):
+    """``"mse"``: (x − σ(ℓ))², the squared error of notes 001 eq. 13; ``"bernoulli"``:
+    −[x log σ(ℓ) + (1 − x) log(1 − σ(ℓ))], the cross-entropy for intensities in [0, 1] (004:
+    binary units). ``logits`` are the decoder outputs before the sigmoid."""
+    logits = at_least_float32(logits)
+    if kind == "mse":
+        return jnp.square(images - jax.nn.sigmoid(logits))
+    return optax.sigmoid_binary_cross_entropy(logits, images)
 
 
 def reconstruction_loss(logits, images, kind):
-    """Per-image reconstruction error summed over pixels, averaged over the batch.
-
-    ``"mse"``: (1/B) Σ_b ||x_b − σ(ℓ_b)||², the squared error of notes 001 eq. 13.
-    ``"bernoulli"``: (1/B) Σ_b Σ_p −[x log σ(ℓ) + (1 − x) log(1 − σ(ℓ))], the cross-entropy for
-    pixel intensities in [0, 1] (004: binary units).
+    """Per-image reconstruction error summed over pixels, averaged over the batch:
+    (1/B) Σ_b Σ_p err_bp (`per_pixel_error`).
 
     Args:
       logits: [B, H, W, C] decoder outputs before the sigmoid.
       images: [B, H, W, C] targets in [0, 1].
     """
-    logits = at_least_float32(logits)
-    if kind == "mse":
-        per_pixel = jnp.square(images - jax.nn.sigmoid(logits))
-    else:
-        per_pixel = optax.sigmoid_binary_cross_entropy(logits, images)
+    per_pixel = per_pixel_error(logits, images, kind)
     return per_pixel.reshape(per_pixel.shape[0], -1).sum(axis=-1).mean()
+
+
+def check_variant(cfg) -> None:
+    """One-line errors for settings outside the variants this objective implements."""
+    choices = {
+        "reconstruction": RECONSTRUCTION_LOSSES,
+        "corruption": CORRUPTIONS,
+        "sparsity": SPARSITY_PENALTIES,
+    }
+    for field, allowed in choices.items():
+        if cfg[field] not in allowed:
+            raise UserError(f"objective.{field} must be one of {allowed}, got {cfg[field]!r}.")
+    if cfg["corruption"] != "none" and not cfg["corruption_level"] > 0:
+        raise UserError(
+            f"objective.corruption={cfg['corruption']!r} needs objective.corruption_level > 0 "
+            f"(σ of the noise or the fraction of pixels), got {cfg['corruption_level']}."
+        )
+    if cfg["corruption"] in ("masking", "salt_and_pepper") and cfg["corruption_level"] >= 1:
+        raise UserError(
+            f"objective.corruption_level is the fraction of pixels corrupted, in (0, 1); got "
+            f"{cfg['corruption_level']}."
+        )
+    if cfg["sparsity"] == "kl" and not 0 < cfg["sparsity_target"] < 1:
+        raise UserError(
+            f"objective.sparsity_target is a mean activation ρ in (0, 1), got "
+            f"{cfg['sparsity_target']}."
+        )
 
 
 @register_objective("autoencoder")
 def make(config, input_spec) -> Objective:
-    cfg = config.objective
     image_spec = require(input_spec, "images", "autoencoder", kind="images")
-    if cfg.reconstruction not in RECONSTRUCTION_LOSSES:
-        raise UserError(
-            f"objective.reconstruction must be one of {RECONSTRUCTION_LOSSES}, "
-            f"got {cfg.reconstruction!r}."
-        )
+    # Fields a config leaves out take their defaults (configs written before a variant existed).
+    cfg = {**DEFAULTS, **dict(config.objective)}
+    check_variant(cfg)
     dtype = jnp.dtype(config.compute_dtype)
     encoder = build_encoder(config.model, image_spec, dtype=dtype)
-    bottleneck = nn.Dense(cfg.code_dim, dtype=dtype)
-    decoder = MLPDecoder(image_spec.shape, hidden_dims=tuple(cfg.decoder_hidden_dims), dtype=dtype)
+    decoder = MLPDecoder(
+        image_spec.shape, hidden_dims=tuple(cfg["decoder_hidden_dims"]), dtype=dtype
+    )
+    bottleneck = nn.Dense(cfg["code_dim"], dtype=dtype)
+
+    def code_of(params, h):
+        code = bottleneck.apply({"params": params["bottleneck"]}, h)
+        return jax.nn.sigmoid(code) if cfg["sparsity"] == "kl" else code
 
     def init(key, sample_batch):
         images = sample_batch["images"]
@@ -70,21 +131,45 @@ def make(config, input_spec) -> Objective:
         return params, {"encoder": enc_stats}, NoState()
 
     def loss(params, batch_stats, objective_state, batch, key, step, *, group):
-        del objective_state, key, step, group
+        del objective_state, step, group
         images = batch["images"]
-        h, enc_stats = apply_module(encoder, params, batch_stats, "encoder", images, train=True)
-        code = bottleneck.apply({"params": params["bottleneck"]}, h)
+        corrupted, mask = corrupt(key, images, cfg["corruption"], cfg["corruption_level"])
+        h, enc_stats = apply_module(encoder, params, batch_stats, "encoder", corrupted, train=True)
+        code = code_of(params, h)
         logits = decoder.apply({"params": params["decoder"]}, code, train=True)
-        value = reconstruction_loss(logits, images, cfg.reconstruction)
+        if cfg["corruption"] == "none":
+            reconstruction = reconstruction_loss(logits, images, cfg["reconstruction"])
+        else:
+            reconstruction = weighted_reconstruction_error(
+                per_pixel_error(logits, images, cfg["reconstruction"]),
+                mask,
+                cfg["corrupted_weight"],
+                cfg["clean_weight"],
+            )
         mse = jnp.square(images - jax.nn.sigmoid(at_least_float32(logits))).mean()
-        return value, LossOutput({"encoder": enc_stats}, {"loss": value, "pixel_mse": mse})
+        metrics = {"pixel_mse": mse}
+        value = reconstruction
+        if cfg["sparsity"] != "none":
+            penalty = (
+                l1_sparsity(code)
+                if cfg["sparsity"] == "l1"
+                else kl_sparsity(code, cfg["sparsity_target"])
+            )
+            value = reconstruction + cfg["sparsity_weight"] * penalty
+            metrics |= {"reconstruction": reconstruction, "sparsity_penalty": penalty}
+            code = at_least_float32(code)
+            if cfg["sparsity"] == "l1":  # the fraction of code units away from 0
+                metrics["active_fraction"] = jnp.mean(jnp.abs(code) > 1e-2)
+            else:  # the mean activation, which the penalty pulls to ρ
+                metrics["mean_activation"] = jnp.mean(code)
+        metrics["loss"] = value
+        return value, LossOutput({"encoder": enc_stats}, metrics)
 
     def pictures(params, batch_stats, images, key):
         """Held-out images over their reconstructions (batch norm with its running averages)."""
         del key
         h, _ = apply_module(encoder, params, batch_stats, "encoder", images, train=False)
-        code = bottleneck.apply({"params": params["bottleneck"]}, h)
-        logits = decoder.apply({"params": params["decoder"]}, code, train=False)
+        logits = decoder.apply({"params": params["decoder"]}, code_of(params, h), train=False)
         return {"reconstructions": jnp.stack([images, jax.nn.sigmoid(logits)])}
 
     return Objective(name="autoencoder", init=init, loss=loss, pictures=pictures)
