@@ -84,7 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
             baseline=True,
             batch_size=500,
             # The readout holds its examples, and their pixels as float32 for the pixel
-            # baseline, in memory: at most this many from the start of each split. All of
+            # baseline, in memory: at most this many of each split (TFDS: the first, its
+            # files being shuffled; in-memory data: a fixed random sample). All of
             # CIFAR-10; for ImageNet at 224×224 (600 KB of float32 pixels an image) lower them.
             max_train_examples=50_000,
             max_heldout_examples=10_000,

@@ -262,7 +262,9 @@ def restore_state(checkpoints: Checkpoints, state: TrainState, step: int | None)
 
 def write_pictures(objective, state, dataset, workdir: str, seed: int) -> None:
     """The objective's picture grids of the first held-out images, saved in ``workdir``."""
-    images = dataset.readout_data(0, PICTURE_EXAMPLES).decoded("test", "images")
+    images = dataset.readout_data(1, PICTURE_EXAMPLES).decoded("test", "images")
+    if len(images) < 2:
+        return
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x9C7)  # a stream of its own
     params, batch_stats = jax.device_get((state.params, state.batch_stats))
     pictures = jax.jit(objective.pictures)(params, batch_stats, images, key)

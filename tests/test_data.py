@@ -67,3 +67,16 @@ def test_unlabelled_npz_loads_without_labels(tmp_path):
 def test_batch_larger_than_dataset_is_refused():
     with pytest.raises(UserError, match="larger than the 100 training examples"):
         pipeline.batch_indices(100, 128, seed=0, step=0)
+
+
+def test_readout_data_of_a_class_sorted_split_is_a_sample_not_a_prefix(mnist):
+    # The MNIST subset's splits are stored sorted by digit: a 1,000-example prefix of the
+    # training split holds 0, 1 and 2 only.
+    assert len(np.unique(mnist.train["labels"][:1000])) == 3
+    data = mnist.readout_data(1000, 100)
+    assert len(data.train["labels"]) == 1000 and len(data.test["labels"]) == 100
+    assert np.bincount(data.train["labels"], minlength=10).min() > 60
+    again = mnist.readout_data(1000, 100)  # the same sample every time
+    np.testing.assert_array_equal(data.train["images"], again.train["images"])
+    whole = mnist.readout_data(10**6, 10**6)
+    np.testing.assert_array_equal(whole.test["labels"], mnist.test["labels"])

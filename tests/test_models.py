@@ -110,10 +110,11 @@ def test_bfloat16_compute_keeps_float32_params():
     encoder = build_encoder(
         dict(name="resnet18", stem="cifar", width=8), (16, 16, 3), dtype=jnp.bfloat16
     )
-    images = jnp.ones((2, 16, 16, 3))
-    variables = encoder.init(jax.random.PRNGKey(0), images, train=False)
+    images = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)  # dtypes only: traced abstractly
+    variables = jax.eval_shape(lambda x: encoder.init(jax.random.key(0), x, train=False), images)
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
-    assert encoder.apply(variables, images, train=False).dtype == jnp.bfloat16
+    features = jax.eval_shape(lambda v, x: encoder.apply(v, x, train=False), variables, images)
+    assert features.dtype == jnp.bfloat16
 
 
 @pytest.mark.parametrize(

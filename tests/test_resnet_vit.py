@@ -166,18 +166,25 @@ def test_zero_init_residual_makes_every_stage1_block_the_identity_at_init():
 
 def test_train_mode_updates_batch_stats_and_eval_mode_leaves_them_and_the_output_fixed():
     model = ResNet50(stem="cifar", width=4)
-    variables, images = init_and_images(model, (8, 8, 3), batch=4)
-    _, updated = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    # Jitted: one program per mode, where op-by-op dispatch compiles each of ResNet-50's
+    # layers on its own.
+    images = uniform_images((4, 8, 8, 3))
+    variables = jax.jit(lambda x: model.init(KEY, x, train=False))(images)
+    train_apply, eval_apply = (
+        jax.jit(lambda v, x, train=train: model.apply(v, x, train=train, mutable=["batch_stats"]))
+        for train in (True, False)
+    )
+    _, updated = train_apply(variables, images)
     before = jax.tree.leaves(variables["batch_stats"])
     after = jax.tree.leaves(updated["batch_stats"])
     assert all(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
 
-    first, unchanged = model.apply(variables, images, train=False, mutable=["batch_stats"])
+    first, unchanged = eval_apply(variables, images)
     chex.assert_trees_all_equal(unchanged["batch_stats"], variables["batch_stats"])
-    np.testing.assert_array_equal(first, model.apply(variables, images, train=False))
+    np.testing.assert_array_equal(first, eval_apply(variables, images)[0])
     # With running statistics an example's features do not depend on the rest of the batch.
     others_changed = images.at[1:].set(uniform_images(images[1:].shape, seed=3))
-    again = model.apply(variables, others_changed, train=False)
+    again, _ = eval_apply(variables, others_changed)
     np.testing.assert_array_equal(again[0], first[0])
     assert not np.allclose(again[1:], first[1:])
 
@@ -275,11 +282,15 @@ def test_vit_takes_other_image_sizes_by_resizing_the_position_embedding():
     ids=["resnet", "vit"],
 )
 def test_bfloat16_compute_gives_bfloat16_activations_and_float32_params(model, image_shape):
+    # Dtypes only, so traced abstractly: nothing is compiled or run.
     model = model.clone(dtype=jnp.bfloat16)
-    variables, images = init_and_images(model, image_shape)
+    images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(KEY, x, train=False), images)
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
-    (_, layers), updated = model.apply(
-        variables, images, train=True, return_layers=True, mutable=["batch_stats"]
+    (_, layers), updated = jax.eval_shape(
+        lambda v, x: model.apply(v, x, train=True, return_layers=True, mutable=["batch_stats"]),
+        variables,
+        images,
     )
     assert all(x.dtype == jnp.bfloat16 for x in layers.values())
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(updated))

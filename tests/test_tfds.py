@@ -408,6 +408,8 @@ def test_unlabelled_tfds_run_resumes_bitwise_and_skips_the_readout(tmp_path, dat
     assert train.main(argv) == 0
     assert "readout skipped: the dataset has no labels." in capsys.readouterr().out
     assert not os.path.exists(os.path.join(argv[3], "readout.json"))
+    # The autoencoder's reconstructions of held-out images, read from the TFDS files.
+    assert os.path.exists(os.path.join(argv[3], "pictures", "reconstructions_8.png"))
     uninterrupted, _, _ = final_params(argv[3])
     assert train.main([*argv, "--resume_from_step", "4"]) == 0  # a new trainer from step 4
     resumed, _, step = final_params(argv[3])

@@ -96,11 +96,21 @@ class ArrayDataset:
         return pipeline.batches(self, global_batch, seed, start_step, sharding)
 
     def readout_data(self, max_train: int, max_heldout: int) -> "ArrayDataset":
-        """The first ``max_train`` training and ``max_heldout`` held-out examples."""
+        """At most ``max_train`` training and ``max_heldout`` held-out examples: all of a split
+        that holds no more, else a fixed random sample of it (seed 0, in stored order).
+
+        A sample rather than a prefix: in-memory splits may be stored sorted by class (the
+        MNIST subset is), and their first 1,000 examples would hold three digits."""
+
+        def sample(split: Mapping[str, np.ndarray], limit: int) -> dict:
+            count = len(next(iter(split.values())))
+            if count <= limit:
+                return dict(split)
+            keep = np.sort(np.random.default_rng(0).choice(count, size=limit, replace=False))
+            return {k: v[keep] for k, v in split.items()}
+
         return dataclasses.replace(
-            self,
-            train={k: v[:max_train] for k, v in self.train.items()},
-            test={k: v[:max_heldout] for k, v in self.test.items()},
+            self, train=sample(self.train, max_train), test=sample(self.test, max_heldout)
         )
 
     def decoded(self, split: str, name: str) -> np.ndarray:

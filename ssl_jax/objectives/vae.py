@@ -110,6 +110,7 @@ def make(config, input_spec) -> Objective:
     def pictures(params, batch_stats, images, key):
         """Held-out images over their reconstructions (decoded at μ), samples of the prior,
         and decodings along straight lines between the μ of pairs of images."""
+        images = images[: images.shape[0] // 2 * 2]  # pairs for the interpolations
         mean = posterior_mean(params, batch_stats, images)
         decode = lambda z: jax.nn.sigmoid(
             decoder.apply({"params": params["decoder"]}, z.astype(dtype), train=False)
