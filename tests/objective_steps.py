@@ -59,11 +59,12 @@ class Run:
             self.state, metrics = self.step_fn(self.state, batch)
         return before, jax.device_get(self.state), batch, key, jax.device_get(metrics)
 
-    def loss(self, state, batch, key, **overrides):
+    def loss(self, state, batch, key, objective=None, **overrides):
         """The objective's loss and `LossOutput` at ``state`` (``overrides`` replace fields of
-        the state, e.g. ``objective_state=...``)."""
+        the state, e.g. ``objective_state=...``; ``objective`` another build of it, e.g. with
+        other settings, over the same state)."""
         state = state._replace(**overrides)
-        return self.objective.loss(
+        return (objective or self.objective).loss(
             state.params,
             state.batch_stats,
             state.objective_state,

@@ -88,17 +88,7 @@ def test_the_denoising_loss_reconstructs_clean_pixels_from_the_corrupted_input(d
         c = config.copy_and_resolve_references()
         c.objective.update(fields)
         objective = make_objective(c, decoded_spec(denoising.dataset.spec))
-        return float(
-            objective.loss(
-                state.params,
-                state.batch_stats,
-                state.objective_state,
-                batch,
-                key,
-                state.step,
-                group="model",
-            )[0]
-        )
+        return float(denoising.loss(state, batch, key, objective=objective)[0])
 
     both = loss_with()
     corrupted_only = loss_with(clean_weight=0.0)
