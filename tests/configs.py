@@ -91,3 +91,23 @@ def tiny_fields(objective: str) -> dict:
     if "queue_size" in fields:
         fields["queue_size"] = 64
     return fields
+
+
+def traced_layers(model, image_shape, batch: int = 2):
+    """``(features, {layer: ShapeDtypeStruct}, layer names in network order)`` of an encoder
+    traced abstractly on a batch of ``image_shape`` images: nothing is compiled or run. The
+    order is read while tracing, since a pytree's dicts come back sorted."""
+    import jax
+    import jax.numpy as jnp
+
+    images = jax.ShapeDtypeStruct((batch, *image_shape), jnp.float32)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(1), x, train=False), images)
+    order = []
+
+    def apply(v, x):
+        features, layers = model.apply(v, x, train=False, return_layers=True)
+        order.extend(layers)
+        return features, layers
+
+    features, layers = jax.eval_shape(apply, variables, images)
+    return features, layers, order

@@ -8,6 +8,7 @@ import pytest
 
 from ssl_jax.errors import UserError
 from ssl_jax.models import build_encoder
+from tests.configs import traced_layers
 
 
 def init_shapes(model, image_shape):
@@ -61,18 +62,7 @@ def test_parameter_counts_match_the_published_architectures(model, image_shape, 
     ],
 )
 def test_features_and_named_layers_in_network_order(model, image_shape, feature_dim, layer_names):
-    # Shapes and names only, so traced abstractly: nothing is compiled.
-    encoder = build_encoder(model, image_shape)
-    images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
-    variables = jax.eval_shape(lambda x: encoder.init(jax.random.key(1), x, train=False), images)
-    order = []  # a pytree's dicts come back sorted: the network's order is read while tracing
-
-    def apply(v, x):
-        features, layers = encoder.apply(v, x, train=False, return_layers=True)
-        order.extend(layers)
-        return features, layers
-
-    features, layers = jax.eval_shape(apply, variables, images)
+    features, layers, order = traced_layers(build_encoder(model, image_shape), image_shape)
     chex.assert_shape(features, (2, feature_dim))
     assert order == layer_names
     assert all(x.shape[0] == 2 for x in layers.values())

@@ -17,6 +17,7 @@ from ssl_jax.models.vit import (
     resize_position_embedding,
     unpatchify,
 )
+from tests.configs import traced_layers
 
 # With the default threefry key XLA needs 10-15 s (two busy CPU cores) to compile a tiny
 # ResNet's initialisation; an RngBitGenerator key needs ~2 s and feeds the same initialisers.
@@ -126,17 +127,7 @@ def test_full_width_parameter_counts_match_the_published_architectures(model, im
     ],
 )
 def test_layers_are_named_and_ordered_as_in_the_network(model, image_shape, layer_shapes):
-    # Shapes and names only, so traced abstractly: nothing is compiled or run.
-    images = jax.ShapeDtypeStruct((2, *image_shape), jnp.float32)
-    variables = jax.eval_shape(lambda x: model.init(KEY, x, train=False), images)
-    order = []  # a pytree's dicts come back sorted: the network's order is read while tracing
-
-    def apply(v, x):
-        features, layers = model.apply(v, x, train=False, return_layers=True)
-        order.extend(layers)
-        return features, layers
-
-    features, layers = jax.eval_shape(apply, variables, images)
+    features, layers, order = traced_layers(model, image_shape)
     assert order == list(layer_shapes)  # network order, not sorted
     assert {name: x.shape for name, x in layers.items()} == layer_shapes
     assert features.shape == layers[order[-1]].shape
