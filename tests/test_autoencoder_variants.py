@@ -1,17 +1,20 @@
-"""The denoising and sparse autoencoders (notes 002, 004): the corruption processes'
-statistics, the α/β weighting of corrupted and clean pixels, the sparsity penalties, and each
-variant learning on digits."""
+"""The denoising, sparse and contractive autoencoders (notes 002, 004): the corruption
+processes' statistics, the α/β weighting of corrupted and clean pixels, the sparsity penalties,
+the contractive penalty against the exact Jacobian, and each variant learning on digits."""
 
 import json
 import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from ssl_jax.corruption import (
     corrupt,
+    jacobian_frobenius_exact,
+    jacobian_frobenius_projected,
     kl_sparsity,
     l1_sparsity,
     weighted_reconstruction_error,
@@ -19,6 +22,7 @@ from ssl_jax.corruption import (
 from ssl_jax.data.spec import decoded_spec
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
+from ssl_jax.train import train
 from tests.learning import learning_config, pretrain
 from tests.objective_steps import Run
 
@@ -105,6 +109,7 @@ def test_bad_variant_settings_are_one_line_errors(denoising):
         (dict(corruption_level=0.0), "needs objective.corruption_level > 0"),
         (dict(corruption_level=1.5), "the fraction of pixels corrupted, in \\(0, 1\\)"),
         (dict(sparsity="kl", sparsity_target=0.0), "sparsity_target is a mean activation"),
+        (dict(contraction="projection", contraction_projections=0), "a number of random"),
     ):
         c = config.copy_and_resolve_references()
         c.objective.update(fields)
@@ -142,3 +147,79 @@ def test_l1_sparse_autoencoder_shrinks_its_code_and_learns_on_digits(tmp_path):
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
         logged = [json.loads(line) for line in f]
     assert logged[-1]["sparsity_penalty"] < 0.5 * logged[0]["sparsity_penalty"]
+
+
+def small_network(x):
+    """A two-layer network of examples [B, 3, 2, 1] → codes [B, 4], each example on its own."""
+    w1 = jnp.asarray(np.random.default_rng(1).normal(size=(6, 5)), jnp.float32)
+    w2 = jnp.asarray(np.random.default_rng(2).normal(size=(5, 4)), jnp.float32)
+    return jnp.tanh(jnp.tanh(x.reshape(x.shape[0], -1) @ w1) @ w2)
+
+
+def test_contractive_penalty_is_the_jacobians_frobenius_norm():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3, 2, 1)), jnp.float32)
+    # Each example's Jacobian on its own, by forward mode: [B, 4, 3, 2, 1].
+    jacobians = jax.vmap(jax.jacfwd(lambda xb: small_network(xb[None])[0]))(x)
+    want = float(jnp.sum(jnp.square(jacobians)) / x.shape[0])
+    np.testing.assert_allclose(jacobian_frobenius_exact(small_network, x), want, rtol=1e-5)
+    # A one-layer sigmoid code has the closed form Σ_j (h_j(1 − h_j))² ‖W_j‖² (Rifai et al.).
+    w = jnp.asarray(np.random.default_rng(3).normal(size=(6, 4)), jnp.float32)
+    sigmoid_code = lambda x: jax.nn.sigmoid(x.reshape(x.shape[0], -1) @ w)
+    h = sigmoid_code(x)
+    closed_form = jnp.sum(jnp.square(h * (1 - h)) * jnp.sum(jnp.square(w), axis=0)) / 3
+    np.testing.assert_allclose(jacobian_frobenius_exact(sigmoid_code, x), closed_form, rtol=1e-5)
+    # Random ±1 projections: unbiased. 2,000 estimates of 1 direction average to the exact
+    # value within 4 standard errors; one estimate of 64 directions is closer than one of 1.
+    keys = jax.random.split(KEY, 2000)
+    estimates = jax.jit(jax.vmap(lambda k: jacobian_frobenius_projected(small_network, x, k, 1)))(
+        keys
+    )
+    error = float(estimates.std()) / np.sqrt(len(keys))
+    assert abs(float(estimates.mean()) - want) < 4 * error, (estimates.mean(), want, error)
+    many = jax.jit(jax.vmap(lambda k: jacobian_frobenius_projected(small_network, x, k, 64)))(
+        keys[:100]
+    )
+    assert float(jnp.abs(many - want).mean()) < 0.3 * float(jnp.abs(estimates - want).mean())
+
+
+def contractive_config(weight):
+    config = learning_config(
+        "autoencoder",
+        num_steps=150,
+        contraction="projection",
+        contraction_weight=weight,
+        **AUTOENCODER,
+    )
+    config.model = ml_collections.ConfigDict(
+        dict(name="small_cnn", widths=(16, 32), convs_per_stage=1, pool="avg", batch_norm=False)
+    )
+    return config
+
+
+def last_logged(workdir, name):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f][-1][name]
+
+
+# Measured at seeds 0 and 1 (150 steps, 4 projections, a CNN without batch norm): with
+# λ = 0.1 the Jacobian's squared norm ends at 6.4 / 5.6, where the plain autoencoder's (λ = 0,
+# the penalty only logged) grows from 3.1 to 16.1 / 11.8; linear 0.943 / 0.920 vs 0.853 /
+# 0.900 at random init. kNN beats random init at seed 0 only (0.913 vs 0.853; 0.897 vs 0.907).
+def test_contractive_autoencoder_shrinks_its_jacobian_and_learns_on_digits(tmp_path):
+    scores = pretrain(contractive_config(0.1), tmp_path / "contractive")
+    linear, linear_random = scores["linear"]
+    assert linear > linear_random + 0.01, scores
+    plain = contractive_config(0.0)
+    plain.readout.enabled = False
+    train(plain, str(tmp_path / "plain"))
+    contracted = last_logged(tmp_path / "contractive", "jacobian_frobenius")
+    assert contracted < 0.6 * last_logged(tmp_path / "plain", "jacobian_frobenius")
+
+
+def test_contraction_refuses_an_encoder_with_batch_norm(denoising):
+    config = denoising.config.copy_and_resolve_references()
+    config.objective.update(contraction="exact", contraction_weight=0.1)
+    objective = make_objective(config, decoded_spec(denoising.dataset.spec))
+    images = jnp.zeros((2, 8, 8, 1))
+    with pytest.raises(UserError, match="model.batch_norm=False"):
+        jax.eval_shape(objective.init, KEY, {"images": images, "labels": jnp.zeros(2, int)})

@@ -53,10 +53,13 @@ class LinearEncoder(nn.Module):
 class MLPEncoder(nn.Module):
     """Flattens the image and applies Dense → BatchNorm → ReLU blocks.
 
+    ``batch_norm=False`` leaves the normalisation out, so that each example's features depend
+    on that example alone (the contractive autoencoder differentiates them per example).
     Layers: ``"hidden1"`` … ``"hiddenK"``; the features are the last hidden layer.
     """
 
     hidden_dims: Sequence[int] = (512, 512)
+    batch_norm: bool = True
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -65,7 +68,8 @@ class MLPEncoder(nn.Module):
         h = x.reshape(x.shape[0], -1).astype(self.dtype)
         for i, width in enumerate(self.hidden_dims, start=1):
             h = nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(h)
-            h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
+            if self.batch_norm:
+                h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
             h = nn.relu(h)
             layers[f"hidden{i}"] = h
         return _output(h, layers, return_layers)
@@ -83,12 +87,17 @@ class SmallCNN(nn.Module):
     digits it gives clearly better kNN and linear probes than global average pooling
     (``pool="avg"``), which discards where a stroke is.
 
+    ``batch_norm=False`` leaves the normalisation out (and gives the convolutions biases): each
+    example's features then depend on that example alone, as the contractive autoencoder's
+    per-example Jacobian needs.
+
     Layers: ``"stage1"``, ``"stage2"``, ``"stage3"`` (maps after pooling) and ``"features"``.
     """
 
     widths: Sequence[int] = (32, 64, 128)
     convs_per_stage: int = 2
     pool: str = "flatten"
+    batch_norm: bool = True
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -97,8 +106,11 @@ class SmallCNN(nn.Module):
         h = x.astype(self.dtype)
         for stage, width in enumerate(self.widths, start=1):
             for _ in range(self.convs_per_stage):
-                h = nn.Conv(width, (3, 3), use_bias=False, dtype=self.dtype)(h)
-                h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(h)
+                h = nn.Conv(width, (3, 3), use_bias=not self.batch_norm, dtype=self.dtype)(h)
+                if self.batch_norm:
+                    h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(
+                        h
+                    )
                 h = nn.relu(h)
             h = max_pool_2x2(h)
             layers[f"stage{stage}"] = h

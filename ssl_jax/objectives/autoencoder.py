@@ -15,6 +15,14 @@ Variants, by config (`ssl_jax.corruption`):
 - **sparse** (notes 004): ``sparsity`` ``"l1"`` adds λ·(1/B)Σ|c| on the code; ``"kl"`` passes
   the code through a sigmoid and adds λ·Σ_j KL(ρ ‖ ρ̂_j) with ρ = ``sparsity_target``;
   λ = ``sparsity_weight``.
+- **contractive** (notes 004; Rifai et al. 2011): ``contraction`` ``"exact"`` or
+  ``"projection"`` adds λ·(1/B)Σ_b ‖∂c_b/∂x_b‖²_F, the squared Frobenius norm of the Jacobian
+  of the code with respect to the encoder's input, λ = ``contraction_weight``: exactly, at the
+  cost of ``code_dim`` reverse-mode passes, or estimated from ``contraction_projections``
+  random ±1 directions at the cost of that many forward-mode passes
+  (`ssl_jax.corruption.jacobian_frobenius_exact` / ``_projected``). The Jacobian is per
+  example, so the encoder must not use batch norm (``model.name="mlp"`` with
+  ``batch_norm=False``, or ``"linear"``).
 """
 
 import flax.linen as nn
@@ -23,9 +31,12 @@ import jax.numpy as jnp
 import optax
 
 from ssl_jax.corruption import (
+    CONTRACTIONS,
     CORRUPTIONS,
     SPARSITY_PENALTIES,
     corrupt,
+    jacobian_frobenius_exact,
+    jacobian_frobenius_projected,
     kl_sparsity,
     l1_sparsity,
     weighted_reconstruction_error,
@@ -51,6 +62,9 @@ DEFAULTS = dict(
     sparsity="none",
     sparsity_weight=0.0,
     sparsity_target=0.05,
+    contraction="none",
+    contraction_weight=0.0,
+    contraction_projections=4,
 )
 
 
@@ -82,6 +96,7 @@ def check_variant(cfg) -> None:
         "reconstruction": RECONSTRUCTION_LOSSES,
         "corruption": CORRUPTIONS,
         "sparsity": SPARSITY_PENALTIES,
+        "contraction": CONTRACTIONS,
     }
     for field, allowed in choices.items():
         if cfg[field] not in allowed:
@@ -95,6 +110,11 @@ def check_variant(cfg) -> None:
         raise UserError(
             f"objective.corruption_level is the fraction of pixels corrupted, in (0, 1); got "
             f"{cfg['corruption_level']}."
+        )
+    if cfg["contraction"] == "projection" and not cfg["contraction_projections"] >= 1:
+        raise UserError(
+            f"objective.contraction_projections is a number of random directions ≥ 1, got "
+            f"{cfg['contraction_projections']}."
         )
     if cfg["sparsity"] == "kl" and not 0 < cfg["sparsity_target"] < 1:
         raise UserError(
@@ -124,6 +144,13 @@ def make(config, input_spec) -> Objective:
         images = sample_batch["images"]
         enc_key, code_key, dec_key = jax.random.split(key, 3)
         enc_params, enc_stats = init_module(encoder, enc_key, images)
+        if cfg["contraction"] != "none" and enc_stats:
+            raise UserError(
+                f"objective.contraction={cfg['contraction']!r} differentiates each example's code "
+                f"by its own input, and model {config.model.name!r} uses batch norm, which "
+                "couples the examples; use model.name='mlp' with model.batch_norm=False, or "
+                "model.name='linear'."
+            )
         h = encoder.apply({"params": enc_params, "batch_stats": enc_stats}, images, train=False)
         code_params = bottleneck.init(code_key, h)["params"]
         dec_params, _ = init_module(decoder, dec_key, bottleneck.apply({"params": code_params}, h))
@@ -162,6 +189,19 @@ def make(config, input_spec) -> Objective:
                 metrics["active_fraction"] = jnp.mean(jnp.abs(code) > 1e-2)
             else:  # the mean activation, which the penalty pulls to ρ
                 metrics["mean_activation"] = jnp.mean(code)
+        if cfg["contraction"] != "none":
+
+            def code_fn(x):  # examples independent: the encoder has no batch statistics
+                return code_of(params, encoder.apply({"params": params["encoder"]}, x, train=True))
+
+            if cfg["contraction"] == "exact":
+                penalty = jacobian_frobenius_exact(code_fn, corrupted)
+            else:
+                penalty = jacobian_frobenius_projected(
+                    code_fn, corrupted, jax.random.fold_in(key, 1), cfg["contraction_projections"]
+                )
+            value = value + cfg["contraction_weight"] * penalty
+            metrics |= {"reconstruction": reconstruction, "jacobian_frobenius": penalty}
         metrics["loss"] = value
         return value, LossOutput({"encoder": enc_stats}, metrics)
 
