@@ -1,4 +1,5 @@
-"""Evaluation protocols: probes, kNN, few-shot, fine-tuning, collapse, disentanglement, plots.
+"""Evaluation protocols: probes, kNN, few-shot, fine-tuning, collapse, disentanglement,
+retrieval, plots.
 
 All take NumPy or JAX arrays, choose no hyperparameter on the test split, and return a dict
 with the results and every setting used. See docs/evaluation.md.
@@ -29,6 +30,7 @@ from ssl_jax.evaluation.linear_probe import (
     sklearn_c,
 )
 from ssl_jax.evaluation.plots import pca_2d, plot_projections, tsne_2d
+from ssl_jax.evaluation.retrieval import precision_at_k
 from ssl_jax.evaluation.transfer import class_subset
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "logistic_objective",
     "pca_2d",
     "plot_projections",
+    "precision_at_k",
     "sklearn_c",
     "tsne_2d",
     "uniformity",
