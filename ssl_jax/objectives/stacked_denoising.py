@@ -23,6 +23,8 @@ Modules: ``layer1`` … ``layerK`` and ``decoder1`` … ``decoderK`` (K = ``stag
 representation ``encoder`` is h_K on clean inputs; its layers are h_1 … h_K.
 """
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -83,7 +85,7 @@ def make(config, input_spec) -> Objective:
     check_variant({**cfg, "sparsity": "none", "contraction": "none"})
     check_stages(cfg, config.get("init_from") or {})
     stage, dims = cfg["stage"], tuple(cfg["layer_dims"])
-    num_pixels = int(jnp.prod(jnp.array(image_spec.shape)))
+    num_pixels = math.prod(image_spec.shape)
     dtype = jnp.dtype(config.compute_dtype)
     widths = (num_pixels, *dims[:stage])  # widths[k] is h_k's
     layers = {f"layer{k}": nn.Dense(widths[k], dtype=dtype) for k in range(1, stage + 1)}
