@@ -2,13 +2,14 @@
 device and on 8 (fake CPU devices, one program over an 8-device mesh), read out the same way.
 
     python benchmarks/device_spread.py [--config experiments/simclr_mnist.py] [--seeds 0,1,2]
-        [--devices 1,8] [--set num_steps=500 ...]
+        [--devices 1,8] [--jobs 1] [--set num_steps=500 ...]
 
 Each run is its own ``python -m ssl_jax.train`` process (``XLA_FLAGS`` sets the device count
 before JAX starts). The global batch, data order and seeds are the same on both device
 counts; float32 reductions over the batch run in another order, so the runs part after a few
 steps. The table gives kNN and linear accuracy per run and, per device count, the mean and
-spread (max − min) over the seeds.
+spread (max − min) over the seeds. ``--jobs`` runs that many trainings side by side (on a
+machine with cores to spare); the figures do not depend on it.
 """
 
 import argparse
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 
 def run(config: str, seed: int, devices: int, overrides: list[str], root: str) -> dict:
@@ -31,7 +33,9 @@ def run(config: str, seed: int, devices: int, overrides: list[str], root: str) -
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(workdir, "readout.json")) as f:
         scores = json.load(f)["representations"]["encoder"]["labels"]
-    return {p: scores[p]["trained"] for p in ("knn", "linear")}
+    result = {p: scores[p]["trained"] for p in ("knn", "linear")}
+    print(f"devices {devices}, seed {seed}: {result}", file=sys.stderr, flush=True)
+    return result
 
 
 def main() -> None:
@@ -39,20 +43,21 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/simclr_mnist.py")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--devices", default="1,8")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, a.b=value")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="device_spread_")
     seeds = [int(s) for s in args.seeds.split(",")]
+    device_counts = [int(d) for d in args.devices.split(",")]
+    runs = [(devices, seed) for devices in device_counts for seed in seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run, args.config, s, d, args.set, root) for d, s in runs]
+        results = dict(zip(runs, (f.result() for f in futures), strict=True))
     print("| devices | seed | kNN | linear |\n| --- | --- | --- | --- |")
     summary = {}
-    for devices in (int(d) for d in args.devices.split(",")):
-        results = []
-        for seed in seeds:
-            results.append(run(args.config, seed, devices, args.set, root))
-            print(
-                f"| {devices} | {seed} | {results[-1]['knn']:.4f} | {results[-1]['linear']:.4f} |"
-            )
-        summary[devices] = results
+    for (devices, seed), result in results.items():
+        summary.setdefault(devices, []).append(result)
+        print(f"| {devices} | {seed} | {result['knn']:.4f} | {result['linear']:.4f} |")
     print("\n| devices | kNN mean (spread) | linear mean (spread) |\n| --- | --- | --- |")
     for devices, results in summary.items():
         cells = []
