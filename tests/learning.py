@@ -48,7 +48,8 @@ def learning_config(
     return c
 
 
-def pretrain(config, workdir) -> dict:
-    """Trains ``config``; returns ``{protocol: (trained, random_init)}`` held-out accuracies."""
-    scores = train(config, str(workdir))["representations"]["encoder"]["labels"]
+def pretrain(config, workdir, representation: str = "encoder") -> dict:
+    """Trains ``config``; returns ``{protocol: (trained, random_init)}`` held-out accuracies
+    of ``representation``."""
+    scores = train(config, str(workdir))["representations"][representation]["labels"]
     return {p: (scores[p]["trained"], scores[p]["random_init"]) for p in ("knn", "linear")}

@@ -11,6 +11,8 @@ split into ``train`` and a fixed held-out ``test`` part:
   Held out: 300 images, stratified, seed 0.
 - ``lee``: the Lee news corpus shipped with gensim, as token windows (`ssl_jax.data.text`).
 - ``speech``: spoken digits synthesised with eSpeak NG (`ssl_jax.data.speech`).
+- ``photo_patches``: 32×32 colour patches of scikit-image's photographs, labelled by photo
+  (`ssl_jax.data.photos`).
 - ``npz:/path/file.npz``: the user's arrays, any of ``images`` (N, H, W, C) or (N, H, W) uint8
   or float in [0, 1], ``tokens`` (N, L) non-negative integers, ``audio`` (N, T) int16 or float
   in [-1, 1], and integer labels (N,) under ``labels`` or any other name. Held out: 20%,
@@ -340,6 +342,12 @@ def load_speech() -> ArrayDataset:
     return load()
 
 
+def load_photo_patches() -> ArrayDataset:
+    from ssl_jax.data.photos import load_photo_patches as load
+
+    return load()
+
+
 def load_mnist_captions() -> ArrayDataset:
     from ssl_jax.data.captions import load_mnist_captions as load
 
@@ -353,6 +361,7 @@ _LOADERS = {
     "lee": load_lee,
     "speech": load_speech,
     "mnist_captions": load_mnist_captions,
+    "photo_patches": load_photo_patches,
 }
 
 

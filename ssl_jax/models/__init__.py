@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from ssl_jax.errors import UserError, close_matches, unknown_name
 from ssl_jax.models.audio import WaveformEncoder
 from ssl_jax.models.cnn import LinearEncoder, MLPEncoder, SmallCNN
-from ssl_jax.models.heads import MLPDecoder, ProjectionHead
+from ssl_jax.models.heads import MapDecoder, MLPDecoder, ProjectionHead
 from ssl_jax.models.resnet import ResNet
 from ssl_jax.models.text import TokenTransformer
 from ssl_jax.models.vit import ViT
@@ -79,6 +79,7 @@ def build_encoder(model_config, input_spec=None, dtype=jnp.float32) -> nn.Module
 __all__ = [
     "ENCODERS",
     "MLPDecoder",
+    "MapDecoder",
     "MLPEncoder",
     "ProjectionHead",
     "ResNet",

@@ -55,3 +55,23 @@ class MLPDecoder(nn.Module):
             h = nn.relu(nn.Dense(width, dtype=self.dtype)(h))
         h = nn.Dense(int(np.prod(self.image_shape)), dtype=self.dtype)(h)
         return h.reshape(h.shape[0], *self.image_shape)
+
+
+class MapDecoder(nn.Module):
+    """Features [B, D] → a map [B, h, w, outputs]: Dense to h·w·width, then two convolutions
+    (3×3 with ReLU, 1×1 to ``outputs``). Dense per-pixel predictions (colours, bins) from any
+    encoder's pooled or flattened features."""
+
+    map_shape: tuple[int, int]
+    outputs: int
+    width: int = 64
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, features, *, train: bool):
+        del train
+        h, w = self.map_shape
+        x = nn.relu(nn.Dense(h * w * self.width, dtype=self.dtype)(features))
+        x = x.reshape(features.shape[0], h, w, self.width)
+        x = nn.relu(nn.Conv(self.width, (3, 3), dtype=self.dtype)(x))
+        return nn.Conv(self.outputs, (1, 1), dtype=self.dtype)(x)
