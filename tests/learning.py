@@ -33,7 +33,9 @@ def learning_config(
     c.checkpoint_every = num_steps
     c.num_devices = 1
     model = model or dict(widths=(16, 32), pool="avg")
-    c.model = ml_collections.ConfigDict(dict(name="small_cnn", convs_per_stage=1, **model))
+    if model.get("name", "small_cnn") == "small_cnn":
+        model = dict(name="small_cnn", convs_per_stage=1, **model)
+    c.model = ml_collections.ConfigDict(model)
     fields = {**objective_defaults(objective), **objective_fields}
     c.objective = ml_collections.ConfigDict(dict(name=objective, **fields))
     c.aug = augment.default_config()
