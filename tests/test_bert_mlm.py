@@ -121,7 +121,7 @@ def test_a_vocabulary_without_mask_gets_one_more_embedding_row():
     )
     spec = {"tokens": ArraySpec((12,), "int32", "tokens", num_values=5, vocabulary=vocabulary)}
     objective = bert_mlm.make(bert_config(), spec)
-    params, _, _ = objective.init(jax.random.key(0), sample_batch(spec))
+    params, _, _ = jax.eval_shape(objective.init, jax.random.key(0), sample_batch(spec))
     assert params["encoder"]["token_embed"]["embedding"].shape[0] == 6
 
 

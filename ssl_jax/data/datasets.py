@@ -13,6 +13,8 @@ split into ``train`` and a fixed held-out ``test`` part:
 - ``speech``: spoken digits synthesised with eSpeak NG (`ssl_jax.data.speech`).
 - ``photo_patches``: 32×32 colour patches of scikit-image's photographs, labelled by photo
   (`ssl_jax.data.photos`).
+- ``glyphs``: letters in ten typefaces, labelled ``character`` and ``font``
+  (`ssl_jax.data.glyphs`).
 - ``npz:/path/file.npz``: the user's arrays, any of ``images`` (N, H, W, C) or (N, H, W) uint8
   or float in [0, 1], ``tokens`` (N, L) non-negative integers, ``audio`` (N, T) int16 or float
   in [-1, 1], and integer labels (N,) under ``labels`` or any other name. Held out: 20%,
@@ -348,6 +350,12 @@ def load_photo_patches() -> ArrayDataset:
     return load()
 
 
+def load_glyphs() -> ArrayDataset:
+    from ssl_jax.data.glyphs import load_glyphs as load
+
+    return load()
+
+
 def load_mnist_captions() -> ArrayDataset:
     from ssl_jax.data.captions import load_mnist_captions as load
 
@@ -362,6 +370,7 @@ _LOADERS = {
     "speech": load_speech,
     "mnist_captions": load_mnist_captions,
     "photo_patches": load_photo_patches,
+    "glyphs": load_glyphs,
 }
 
 

@@ -1,0 +1,250 @@
+"""Disentangling content from style: instance-normalised content, AdaIN-injected style, and an
+adversarial style classifier on the content code.
+
+Notes 004 (disentangling content and speaker: instance normalisation, AdaIN, an adversarial
+speaker classifier) and 003 (content vs style); the image form of the one-shot voice
+conversion of Chou et al. 2019. Two encoders and a decoder:
+
+- ``content_encoder`` E_c: convolutions each followed by **instance normalisation** without
+  learned scale or shift (every channel of every image to zero mean and unit variance over
+  its positions), which removes the per-image channel statistics that carry style. Its output,
+  a spatial map of ``content_channels`` channels c = E_c(x), is the content code.
+- ``style_encoder`` E_s: convolutions, global average pooling and a Dense to a small vector
+  s = E_s(x').
+- ``decoder`` G: from c, convolutions and upsampling, each followed by **AdaIN** with s:
+  AdaIN(h, s) = γ(s) ⊙ (h − μ(h)) / σ(h) + β(s), μ, σ per channel over positions, γ and β
+  affine maps of s. Style enters only through these per-channel statistics.
+
+The style encoder reads x', another image of the batch with the same ``style_label``
+(``font``) as x (itself if it has no other), so s cannot carry x's content. The reconstruction
+is Bernoulli cross-entropy on pixels, L_rec = −Σ_p [x log x̂ + (1 − x) log(1 − x̂)] / P with
+x̂ = G(E_c(x), E_s(x')). A ``classifier`` C predicts the style label from c; it is trained in
+its own parameter group to minimise CE(C(c), y_style) with c fixed, while the autoencoder's
+group minimises
+
+    L = L_rec + λ · CE(C(E_c(x)), uniform),   λ = ``adversarial_weight``,
+
+pushing C's prediction from the content code toward the uniform distribution: content that
+does not tell the style. Representations: ``content`` (c flattened) and ``style`` (s of the
+image itself); the readout probes both on every label, and the disentangled result is
+content → character high, font near chance, and style the reverse.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ssl_jax.data.spec import require
+from ssl_jax.errors import UserError
+from ssl_jax.objectives import register_objective
+from ssl_jax.objectives.base import LossOutput, NoState, Objective, Representation
+
+DEFAULTS = dict(
+    style_label="font",
+    widths=(32, 64),
+    content_channels=8,
+    style_dim=8,
+    adversarial_weight=0.1,
+    classifier_hidden=128,
+)
+
+
+def instance_norm(x, eps: float = 1e-5):
+    """[B, H, W, C]: each channel of each image to zero mean and unit variance over H, W."""
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    variance = x.var(axis=(1, 2), keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(variance + eps)
+
+
+class ContentEncoder(nn.Module):
+    """x [B, H, W, C] → content map [B, H/2^(n−1), W/2^(n−1), channels]: conv → IN → ReLU per
+    width, then a 1×1 conv to ``channels`` and IN (a narrow code: 8×8×8 for 32×32 glyphs)."""
+
+    widths: tuple[int, ...]
+    channels: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        for index, width in enumerate(self.widths):
+            stride = 1 if index == 0 else 2
+            x = nn.Conv(width, (3, 3), strides=stride, dtype=self.dtype)(x)
+            x = nn.relu(instance_norm(x))
+        return instance_norm(nn.Conv(self.channels, (1, 1), dtype=self.dtype)(x))
+
+
+class StyleEncoder(nn.Module):
+    """x → style vector [B, style_dim]: strided convolutions, global average pooling, Dense."""
+
+    widths: tuple[int, ...]
+    style_dim: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        for width in self.widths:
+            x = nn.relu(nn.Conv(width, (3, 3), strides=2, dtype=self.dtype)(x))
+        return nn.Dense(self.style_dim, dtype=self.dtype)(x.mean(axis=(1, 2)))
+
+
+class AdaIN(nn.Module):
+    """AdaIN(h, s) = γ(s) ⊙ IN(h) + β(s), γ = 1 + Dense(s) so that s = 0 leaves IN(h)."""
+
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, h, style):
+        channels = h.shape[-1]
+        params = nn.Dense(2 * channels, dtype=self.dtype)(style)[:, None, None, :]
+        scale, shift = jnp.split(params, 2, axis=-1)
+        return (1.0 + scale) * instance_norm(h) + shift
+
+
+class StyleDecoder(nn.Module):
+    """(content map, style) → pixel logits [B, H, W, channels]: per width (reversed), conv →
+    AdaIN → ReLU, then ×2 nearest upsampling between the widths; a final 3×3 conv."""
+
+    widths: tuple[int, ...]
+    channels: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, content, style):
+        h = content
+        for index, width in enumerate(reversed(self.widths)):
+            if index > 0:
+                b, height, w, c = h.shape
+                h = jax.image.resize(h, (b, 2 * height, 2 * w, c), "nearest")
+            h = nn.Conv(width, (3, 3), dtype=self.dtype)(h)
+            h = nn.relu(AdaIN(dtype=self.dtype)(h, style))
+        return nn.Conv(self.channels, (3, 3), dtype=self.dtype)(h)
+
+
+def same_label_partners(key, labels):
+    """For each example, a random other example of the batch with the same label (itself when
+    it has none): the index array [B]."""
+    batch = labels.shape[0]
+    others = (labels[:, None] == labels[None, :]) & ~jnp.eye(batch, dtype=bool)
+    scores = jnp.where(others, jax.random.uniform(key, (batch, batch)), -1.0)
+    partner = scores.argmax(axis=1)
+    return jnp.where(others.any(axis=1), partner, jnp.arange(batch))
+
+
+@register_objective("content_style")
+def make(config, input_spec) -> Objective:
+    cfg = config.objective
+    image_spec = require(input_spec, "images", "content_style", kind="images")
+    height, width, channels = image_spec.shape
+    widths = tuple(cfg.widths)
+    scale = 2 ** (len(widths) - 1)
+    if height % scale or width % scale:
+        raise UserError(
+            f"content_style halves the {height}×{width} images {len(widths) - 1} times: they "
+            f"must be divisible by {scale}; use fewer objective.widths."
+        )
+    style_spec = input_spec.get(cfg.style_label)
+    if style_spec is None or style_spec.kind != "label":
+        labels = [name for name, spec in input_spec.items() if spec.kind == "label"]
+        raise UserError(
+            f"content_style needs the style label {cfg.style_label!r} in the data, which has "
+            f"labels {labels}; set --config.objective.style_label (glyphs: font)."
+        )
+    num_styles = style_spec.num_values
+    dtype = jnp.dtype(config.compute_dtype)
+    content_encoder = ContentEncoder(widths, cfg.content_channels, dtype=dtype)
+    style_encoder = StyleEncoder(widths, cfg.style_dim, dtype=dtype)
+    decoder = StyleDecoder(widths, channels, dtype=dtype)
+    classifier = nn.Sequential(
+        [nn.Dense(cfg.classifier_hidden, dtype=dtype), nn.relu, nn.Dense(num_styles, dtype=dtype)]
+    )
+
+    def flat(content):
+        return content.reshape(content.shape[0], -1)
+
+    def init(key, sample_batch):
+        images = sample_batch["images"]
+        keys = jax.random.split(key, 4)
+        content_params = content_encoder.init(keys[0], images)["params"]
+        content = content_encoder.apply({"params": content_params}, images)
+        style_params = style_encoder.init(keys[1], images)["params"]
+        style = style_encoder.apply({"params": style_params}, images)
+        params = {
+            "content_encoder": content_params,
+            "style_encoder": style_params,
+            "decoder": decoder.init(keys[2], content, style)["params"],
+            "classifier": classifier.init(keys[3], flat(content))["params"],
+        }
+        return params, {}, NoState()
+
+    def loss(params, batch_stats, objective_state, batch, key, step, *, group):
+        del objective_state, step
+        images, styles = batch["images"], batch[cfg.style_label]
+        content = content_encoder.apply({"params": params["content_encoder"]}, images)
+        if group == "classifier":  # C learns from the content code as it is
+            content = jax.lax.stop_gradient(content)
+        style_logits = classifier.apply({"params": params["classifier"]}, flat(content))
+        style_logits = style_logits.astype(jnp.float32)
+        style_ce = optax.softmax_cross_entropy_with_integer_labels(style_logits, styles).mean()
+        accuracy = jnp.mean(style_logits.argmax(-1) == styles)
+        if group == "classifier":
+            metrics = {"loss": style_ce, "style_accuracy": accuracy}
+            return style_ce, LossOutput(batch_stats, metrics)
+        partners = same_label_partners(key, styles)
+        style = style_encoder.apply({"params": params["style_encoder"]}, images[partners])
+        logits = decoder.apply({"params": params["decoder"]}, content, style)
+        reconstruction = optax.sigmoid_binary_cross_entropy(
+            logits.astype(jnp.float32), images
+        ).mean()
+        # Cross-entropy of the classifier's prediction against the uniform distribution.
+        confusion = -jax.nn.log_softmax(style_logits).mean()
+        value = reconstruction + cfg.adversarial_weight * confusion
+        metrics = {
+            "loss": value,
+            "reconstruction": reconstruction,
+            "confusion": confusion,
+            "style_accuracy": accuracy,
+        }
+        return value, LossOutput(batch_stats, metrics)
+
+    def content_code(params, batch_stats, images):
+        del batch_stats
+        content = content_encoder.apply({"params": params["content_encoder"]}, images)
+        return flat(content).astype(jnp.float32)
+
+    def style_code(params, batch_stats, images):
+        del batch_stats
+        return style_encoder.apply({"params": params["style_encoder"]}, images).astype(jnp.float32)
+
+    def pictures(params, batch_stats, images, key):
+        """Style transfer: row 0 the held-out images; each further row decodes every image's
+        content with the style of one image (its first cell)."""
+        del batch_stats, key
+        count = min(images.shape[0], 8)
+        images = images[:count]
+        content = content_encoder.apply({"params": params["content_encoder"]}, images)
+        styles = style_encoder.apply({"params": params["style_encoder"]}, images)
+
+        def with_style(s):
+            tiled = jnp.broadcast_to(s, (count, s.shape[-1]))
+            return jax.nn.sigmoid(decoder.apply({"params": params["decoder"]}, content, tiled))
+
+        rows = jax.vmap(with_style)(styles)
+        return {"style_transfer": jnp.concatenate([images[None], rows], axis=0)}
+
+    representations = {
+        "content": Representation(fn=content_code, modules=("content_encoder",)),
+        "style": Representation(fn=style_code, modules=("style_encoder",)),
+    }
+    groups = {
+        "autoencoder": ("content_encoder", "style_encoder", "decoder"),
+        "classifier": ("classifier",),
+    }
+    return Objective(
+        name="content_style",
+        init=init,
+        loss=loss,
+        param_groups=groups,
+        representations=representations,
+        pictures=pictures,
+    )

@@ -1,0 +1,80 @@
+"""Content vs style disentangling (notes 004, 003): instance normalisation and AdaIN by their
+definitions, a style image that is never the image itself, the adversarial classifier's two
+groups, and the probes on the glyphs: content tells the letter, style the font."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax.data.spec import ArraySpec, sample_batch
+from ssl_jax.errors import UserError
+from ssl_jax.objectives import make_objective
+from ssl_jax.objectives.content_style import AdaIN, instance_norm, same_label_partners
+from tests.configs import tiny_config
+
+GLYPHS = {
+    "images": ArraySpec((16, 16, 1), "float32", "images"),
+    "character": ArraySpec((), "int32", "label", num_values=26),
+    "font": ArraySpec((), "int32", "label", num_values=10),
+}
+
+
+def test_instance_norm_and_adain_set_each_channels_statistics():
+    h = jax.random.normal(jax.random.key(0), (3, 5, 6, 4)) * 3.0 + 2.0
+    normed = np.asarray(instance_norm(h))
+    np.testing.assert_allclose(normed.mean(axis=(1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(normed.std(axis=(1, 2)), 1.0, rtol=1e-3)
+    style = jax.random.normal(jax.random.key(1), (3, 8))
+    adain = AdaIN()
+    params = adain.init(jax.random.key(2), h, style)
+    out = np.asarray(adain.apply(params, h, style))
+    dense = params["params"]["Dense_0"]
+    scale, shift = np.split(np.asarray(style @ dense["kernel"] + dense["bias"]), 2, axis=-1)
+    # Each channel's mean is β(s) and its standard deviation |1 + γ(s)|: style is statistics.
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), shift, atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), np.abs(1 + scale), rtol=2e-3)
+
+
+def test_the_style_image_is_another_image_of_the_same_style():
+    labels = jnp.asarray([0, 1, 0, 2, 1, 0, 3, 3])
+    for seed in range(20):
+        partners = np.asarray(same_label_partners(jax.random.key(seed), labels))
+        np.testing.assert_array_equal(np.asarray(labels)[partners], np.asarray(labels))
+        assert partners[3] == 3  # label 2 has no other example
+        others = np.delete(np.arange(8), 3)
+        assert (partners[others] != others).all()
+
+
+def test_each_group_trains_only_its_own_modules():
+    objective = make_objective(tiny_config("content_style", widths=(8, 16)), GLYPHS)
+    batch = sample_batch(GLYPHS, 6)
+    images = jax.random.uniform(jax.random.key(3), (6, 16, 16, 1))
+    batch = {**batch, "images": images, "font": jnp.asarray([0, 1, 0, 1, 2, 2])}
+    params, batch_stats, state = objective.init(jax.random.key(0), batch)
+
+    def grads(group):
+        def loss(p):
+            return objective.loss(p, batch_stats, state, batch, jax.random.key(1), 0, group=group)
+
+        return jax.grad(lambda p: loss(p)[0])(params)
+
+    def norm(tree):
+        return sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(tree))
+
+    classifier_grads, autoencoder_grads = grads("classifier"), grads("autoencoder")
+    # The classifier learns the style from a fixed content code ...
+    assert norm(classifier_grads["classifier"]) > 0
+    assert norm(classifier_grads["content_encoder"]) == 0
+    # ... and the content encoder is pushed, through it, toward codes that do not tell it.
+    assert norm(autoencoder_grads["content_encoder"]) > 0
+    assert objective.param_groups == {
+        "autoencoder": ("content_encoder", "style_encoder", "decoder"),
+        "classifier": ("classifier",),
+    }
+
+
+def test_a_missing_style_label_is_a_one_line_error():
+    spec = {"images": GLYPHS["images"], "labels": ArraySpec((), "int32", "label", num_values=3)}
+    with pytest.raises(UserError, match="style label 'font'"):
+        make_objective(tiny_config("content_style"), spec)
