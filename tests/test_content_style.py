@@ -11,7 +11,9 @@ from ssl_jax.data.spec import ArraySpec, sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
 from ssl_jax.objectives.content_style import AdaIN, instance_norm, same_label_partners
+from ssl_jax.train import train
 from tests.configs import tiny_config
+from tests.learning import learning_config
 
 GLYPHS = {
     "images": ArraySpec((16, 16, 1), "float32", "images"),
@@ -78,3 +80,19 @@ def test_a_missing_style_label_is_a_one_line_error():
     spec = {"images": GLYPHS["images"], "labels": ArraySpec((), "int32", "label", num_values=3)}
     with pytest.raises(UserError, match="style label 'font'"):
         make_objective(tiny_config("content_style"), spec)
+
+
+def test_the_content_code_learns_the_letter_on_glyphs(tmp_path):
+    """150 steps of 64 glyphs (widths 16, 32), read out on 1,000 training and 500 held-out
+    glyphs. Measured at seeds 0 / 1, content → character kNN trained vs random init:
+    0.720 vs 0.664 / 0.732 vs 0.624 (and content → font 0.304 vs 0.342 / 0.308 vs 0.346: the
+    adversary already pushes the font out). The test asks for under half the smaller gain. The
+    full config's figures, both codes on both labels, are in
+    docs/disentanglement.md."""
+    config = learning_config("content_style", num_steps=150, dataset="glyphs", batch_size=64)
+    config.objective.widths = (16, 32)
+    config.readout.max_train_examples = 1000
+    config.readout.max_heldout_examples = 500
+    config.readout.l2_grid = (1e-2,)
+    scores = train(config, str(tmp_path))["representations"]["content"]["character"]["knn"]
+    assert scores["trained"] > scores["random_init"] + 0.02, scores
