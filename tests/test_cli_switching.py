@@ -30,6 +30,7 @@ def test_model_name_switch_brings_the_models_defaults_then_the_other_overrides(o
         "patch_size": 4,
         "mlp_ratio": 4.0,
         "pool": "cls",
+        "position": "learned",
     }
     assert notes == [
         "config: model.name 'small_cnn' → 'vit_tiny': vit_tiny's defaults; dropped "
