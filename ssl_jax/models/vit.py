@@ -1,17 +1,19 @@
 """Vision Transformer (Dosovitskiy et al. 2021): ViT-Tiny and ViT-Small, pre-norm blocks.
 
 The image [B, H, W, C] is cut into non-overlapping ``patch_size`` × ``patch_size`` patches in
-row-major order, each linearly embedded, with a learned position embedding added; a learned
-CLS token is prepended; ``depth`` pre-norm blocks ``x + MHSA(LN(x))``, ``x + MLP(LN(x))``
-follow, then a final LayerNorm. The features are the CLS token (``pool="cls"``) or the mean of
-the patch tokens (``pool="mean"``), [B, dim].
+row-major order, each linearly embedded, with a position embedding added (learned, or the
+fixed 2-D sine-cosine one of MAE with ``position="sincos"``); a learned CLS token is
+prepended; ``depth`` pre-norm blocks ``x + MHSA(LN(x))``, ``x + MLP(LN(x))`` follow, then a
+final LayerNorm. The features are the CLS token (``pool="cls"``) or the mean of the patch
+tokens (``pool="mean"``), [B, dim].
 
 Masked modelling (MAE, notes 001 §3.3.1: the encoder sees only the visible ~25% of the
 patches): `ViT.embed_patches` gives the embedded patches [B, N, D] with their position
 embedding and no CLS; ``keep_indices`` [B, K] keeps only those patches before the blocks
-(`ViT.__call__`, `ViT.encode`); `patchify` / `unpatchify` give the pixel targets in the same
-patch order. Inputs of another size than at init (multi-crop local views) get the position
-embedding resized bicubically to their patch grid (as DINO does).
+(`ViT.__call__`, `ViT.encode`), gathered, so the blocks cost only K tokens; `patchify` /
+`unpatchify` (`ssl_jax.masks`) give the pixel targets in the same patch order. Inputs of
+another size than at init (multi-crop local views) get the position embedding resized
+bicubically to their patch grid (as DINO does).
 """
 
 import functools
@@ -24,37 +26,35 @@ import jax.numpy as jnp
 
 from ssl_jax.errors import UserError
 
+# The patch order and the gather of visible tokens live with the masks that use them; they
+# are imported here too, where the ViT's callers have always found them.
+from ssl_jax.masks import keep_patches, patchify, unpatchify  # noqa: F401
+
 POOLS = ("cls", "mean")
+POSITIONS = ("learned", "sincos")
 
 # Transformer weights: Xavier-uniform kernels (the ViT and MAE reference setting).
 _dense = functools.partial(nn.Dense, kernel_init=nn.initializers.xavier_uniform())
 
 
-def patchify(images, patch_size: int):
-    """[B, H, W, C] → [B, N, p·p·C] patches, N = (H/p)(W/p), in the token order of `ViT`.
+def sincos_position_embedding(grid_shape: tuple[int, int], dim: int):
+    """Fixed 2-D sine-cosine position embedding [gh, gw, dim] (MAE, He et al. 2022).
 
-    Patches run row-major over the grid; each is flattened in (row, column, channel) order,
-    the layout of the patch-embedding kernel [p, p, C, D], so
-    ``patchify(x, p) @ kernel.reshape(-1, D)`` is the patch embedding before its bias.
+    The first dim/2 channels encode the row, the last dim/2 the column, each as
+    [sin(pos·ω_k), cos(pos·ω_k)] with ω_k = 10000^(−k/(dim/4)), k = 0 … dim/4 − 1 (the 1-D
+    Transformer encoding). ``dim`` must be divisible by 4.
     """
-    batch, height, width, channels = images.shape
-    p = patch_size
-    grid = images.reshape(batch, height // p, p, width // p, p, channels)
-    return grid.transpose(0, 1, 3, 2, 4, 5).reshape(batch, (height // p) * (width // p), -1)
+    grid_h, grid_w = grid_shape
+    quarter = dim // 4
+    omega = 1.0 / 10000.0 ** (jnp.arange(quarter, dtype=jnp.float32) / quarter)
 
+    def encode(positions):  # [n] → [n, dim/2]
+        angles = positions.astype(jnp.float32)[:, None] * omega[None, :]
+        return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=1)
 
-def unpatchify(patches, patch_size: int, grid_shape: tuple[int, int]):
-    """Inverse of `patchify`: [B, gh·gw, p·p·C] → [B, gh·p, gw·p, C]."""
-    batch, _, patch_dim = patches.shape
-    p, (grid_h, grid_w) = patch_size, grid_shape
-    channels = patch_dim // (p * p)
-    grid = patches.reshape(batch, grid_h, grid_w, p, p, channels)
-    return grid.transpose(0, 1, 3, 2, 4, 5).reshape(batch, grid_h * p, grid_w * p, channels)
-
-
-def keep_patches(tokens, keep_indices):
-    """tokens [B, N, D], keep_indices [B, K] int in [0, N) → [B, K, D] (tokens[b, keep[b]])."""
-    return jnp.take_along_axis(tokens, keep_indices[..., None], axis=1)
+    rows = jnp.broadcast_to(encode(jnp.arange(grid_h))[:, None], (grid_h, grid_w, 2 * quarter))
+    cols = jnp.broadcast_to(encode(jnp.arange(grid_w))[None, :], (grid_h, grid_w, 2 * quarter))
+    return jnp.concatenate([rows, cols], axis=-1)
 
 
 def resize_position_embedding(embedding, grid_shape: tuple[int, int]):
@@ -67,12 +67,14 @@ def resize_position_embedding(embedding, grid_shape: tuple[int, int]):
 class PatchEmbed(nn.Module):
     """[B, H, W, C] → [B, N, dim]: a stride-``patch_size`` convolution + position embedding.
 
-    The position embedding is a parameter [gh, gw, dim] on the patch grid of the images seen
-    at init, resized for other grids.
+    ``position="learned"``: the position embedding is a parameter [gh, gw, dim] on the patch
+    grid of the images seen at init, resized for other grids. ``"sincos"``: the fixed
+    `sincos_position_embedding` of each input's grid (no parameter).
     """
 
     patch_size: int
     dim: int
+    position: str = "learned"
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
@@ -82,6 +84,9 @@ class PatchEmbed(nn.Module):
             x.astype(self.dtype)
         )
         batch, grid_h, grid_w, dim = tokens.shape
+        if self.position == "sincos":
+            position = sincos_position_embedding((grid_h, grid_w), dim)
+            return (tokens + position.astype(self.dtype)).reshape(batch, grid_h * grid_w, dim)
         # `self.param` would refuse a stored embedding whose grid differs from this input's,
         # so an existing one is read as is and resized.
         if self.has_variable("params", "position_embedding"):
@@ -120,7 +125,9 @@ class EncoderBlock(nn.Module):
             num_heads=self.num_heads,
             dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(),
-            force_fp32_for_softmax=True,  # bf16 softmax over many tokens loses too much
+            # A bf16 softmax over many tokens loses too much; float32 and float64 (the
+            # exactness mode) compute it in their own precision.
+            force_fp32_for_softmax=jnp.finfo(self.dtype).bits < 32,
         )(y, y)
         x = x + y
         y = nn.LayerNorm(dtype=self.dtype)(x)
@@ -142,10 +149,13 @@ class ViT(nn.Module):
     num_heads: int = 3
     mlp_ratio: float = 4.0
     pool: str = "cls"  # "cls" | "mean" (of the patch tokens)
+    position: str = "learned"  # "learned" | "sincos" (fixed, as MAE)
     dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
     def setup(self):
-        self.patch_embed = PatchEmbed(self.patch_size, self.dim, dtype=self.dtype)
+        self.patch_embed = PatchEmbed(
+            self.patch_size, self.dim, position=self.position, dtype=self.dtype
+        )
         self.cls_token = self.param("cls_token", nn.initializers.zeros, (1, 1, self.dim))
         self.blocks = [
             EncoderBlock(self.num_heads, self.mlp_ratio, dtype=self.dtype)
@@ -195,9 +205,19 @@ class ViT(nn.Module):
         return (features, layers) if return_layers else features
 
     def check_settings(self):
-        """Raises `UserError` for an unknown pool or a dim the heads do not divide."""
+        """Raises `UserError` for an unknown pool or position, or a dim the heads (or the
+        sine-cosine position embedding's four parts) do not divide."""
         if self.pool not in POOLS:
             raise UserError(f"unknown vit pool {self.pool!r}; set pool to one of {list(POOLS)}.")
+        if self.position not in POSITIONS:
+            raise UserError(
+                f"unknown vit position {self.position!r}; set position to one of {list(POSITIONS)}."
+            )
+        if self.position == "sincos" and self.dim % 4:
+            raise UserError(
+                f"vit position 'sincos' needs dim divisible by 4, got {self.dim}; "
+                "choose such a dim or position='learned'."
+            )
         if self.dim % self.num_heads:
             raise UserError(
                 f"vit dim {self.dim} is not divisible by num_heads {self.num_heads}; "
