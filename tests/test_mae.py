@@ -24,6 +24,7 @@ from ssl_jax.masks import (
     random_masking,
     unpatchify,
 )
+from ssl_jax.models.vit import ViT, sincos_position_embedding
 from ssl_jax.objectives import make_objective
 from ssl_jax.objectives.mae import MAEDecoder
 from ssl_jax.train import train
@@ -49,13 +50,17 @@ def numpy_patches(images, p):
     return np.stack(patches, axis=1)
 
 
-def numpy_mae_loss(predictions, images, mask, p, norm_pix=True):
-    """The notes' / He et al.'s loss: mean over hidden patches of the mean squared error of the
-    patch's pixels, per-patch normalised (population variance, ε = 1e-6)."""
-    targets = numpy_patches(np.asarray(images, np.float64), p)
-    if norm_pix:
-        mean, var = targets.mean(-1, keepdims=True), targets.var(-1, keepdims=True)
-        targets = (targets - mean) / np.sqrt(var + 1e-6)
+def numpy_normalized_patches(images, p):
+    """Each patch's pixels standardised by its own mean and population variance, ε = 1e-6."""
+    patches = numpy_patches(np.asarray(images, np.float64), p)
+    mean, var = patches.mean(-1, keepdims=True), patches.var(-1, keepdims=True)
+    return (patches - mean) / np.sqrt(var + 1e-6)
+
+
+def numpy_mae_loss(predictions, images, mask, p):
+    """He et al.'s loss: the mean over hidden patches of the mean squared error of the
+    patch's per-patch-normalised pixels."""
+    targets = numpy_normalized_patches(images, p)
     per_patch = ((np.asarray(predictions, np.float64) - targets) ** 2).mean(-1)
     mask = np.asarray(mask, np.float64)
     return (per_patch * mask).sum() / mask.sum()
@@ -66,6 +71,17 @@ def test_patchify_is_the_row_major_grid_of_patches_and_unpatchify_inverts_it():
     patches = patchify(jnp.asarray(images), 4)
     np.testing.assert_array_equal(patches, numpy_patches(images, 4))
     np.testing.assert_array_equal(unpatchify(patches, 4, (3, 2)), images)
+
+
+def test_sincos_position_embedding_is_the_1d_encoding_of_row_then_column():
+    dim, quarter = 16, 4
+    omega = 1.0 / 10000.0 ** (np.arange(quarter) / quarter)
+
+    def encode(position):
+        return np.concatenate([np.sin(position * omega), np.cos(position * omega)])
+
+    want = np.array([[np.concatenate([encode(r), encode(c)]) for c in range(5)] for r in range(3)])
+    np.testing.assert_allclose(sincos_position_embedding((3, 5), dim), want, atol=1e-6)
 
 
 def test_random_masking_hides_exactly_the_ratio_per_example_uniformly_over_positions():
@@ -122,13 +138,12 @@ def test_blockwise_masks_hide_40_percent_in_rectangles():
 def test_normalized_targets_and_the_loss_match_numpy_and_count_only_hidden_patches():
     rng = np.random.default_rng(1)
     images = rng.random((3, 8, 8, 1), dtype=np.float32)
-    patches = patchify(jnp.asarray(images), 2)
-    targets = normalized_patch_targets(patches)
-    mean, var = (np.asarray(f(patches, axis=-1, keepdims=True)) for f in (jnp.mean, jnp.var))
-    np.testing.assert_allclose(targets, (patches - mean) / np.sqrt(var + 1e-6), rtol=1e-5)
+    targets = normalized_patch_targets(patchify(jnp.asarray(images), 2))
+    np.testing.assert_allclose(targets, numpy_normalized_patches(images, 2), rtol=1e-5, atol=1e-6)
     predictions = rng.normal(size=(3, 16, 4)).astype(np.float32)
     mask = np.zeros((3, 16), np.float32)
-    mask[:, rng.permutation(16)[:12]] = 1
+    for row in mask:
+        row[rng.permutation(16)[:12]] = 1
     value = masked_patch_mse(jnp.asarray(predictions), targets, jnp.asarray(mask))
     np.testing.assert_allclose(value, numpy_mae_loss(predictions, images, mask, 2), rtol=1e-5)
     visible, hidden = np.flatnonzero(mask[0] == 0)[0], np.flatnonzero(mask[0])[0]
@@ -239,6 +254,10 @@ def test_bad_settings_are_one_line_errors():
         c.objective[field] = value
         with pytest.raises(UserError, match=message):
             make_objective(c, spec)
+    with pytest.raises(UserError, match="unknown vit position 'rope'"):
+        ViT(patch_size=2, dim=32, num_heads=2, position="rope").check_input_shape((8, 8, 1))
+    with pytest.raises(UserError, match="'sincos' needs dim divisible by 4, got 30"):
+        ViT(patch_size=2, dim=30, num_heads=2, position="sincos").check_input_shape((8, 8, 1))
 
 
 @pytest.mark.parametrize(
