@@ -32,6 +32,23 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
+def shown_losses(record: dict) -> dict[str, float]:
+    """The losses a progress line shows: ``{"loss": …}`` of a one-group objective, or each
+    parameter group's loss of a several-group one (the trainer logs them as ``<group>/loss``:
+    ``{"discriminator loss": …, "generator loss": …}``), in the order they were logged."""
+    if "loss" in record:
+        return {"loss": record["loss"]}
+    groups = {k[: -len("/loss")]: v for k, v in record.items() if k.endswith("/loss")}
+    if not groups:
+        return {"loss": float("nan")}
+    return {f"{group} loss": value for group, value in groups.items()}
+
+
+def format_losses(record: dict) -> str:
+    """``loss 1.2345`` or ``discriminator loss 1.3210, generator loss 0.8123``."""
+    return ", ".join(f"{name} {value:.4f}" for name, value in shown_losses(record).items())
+
+
 class MetricsLog:
     """Writes each logged step to ``metrics.jsonl`` and TensorBoard, and shows progress: a tqdm
     bar on a terminal, else (SLURM, nohup, a pipe) one line per logged step with step/total,
@@ -92,7 +109,7 @@ class MetricsLog:
         for key, value in record.items():
             if key != "step" and value is not None and np.isfinite(value):
                 self._tensorboard.add_scalar(key, value, step)
-        shown = {"loss": f"{record.get('loss', float('nan')):.4f}"}
+        shown = {name: f"{value:.4f}" for name, value in shown_losses(record).items()}
         if rate is not None:
             shown["steps/s"] = f"{rate:.2f}"
         if self._interactive:
@@ -102,11 +119,12 @@ class MetricsLog:
             print(self.progress_line(step, record, now), flush=True)
 
     def progress_line(self, step: int, record: dict, now: float) -> str:
-        """``step 250/500 (50%): loss 1.2345, 2.10 steps/s, ETA 1m 59s``; the rate and the ETA
+        """``step 250/500 (50%): loss 1.2345, 2.10 steps/s, ETA 1m 59s`` (each group's loss for
+        an objective of several parameter groups, `format_losses`); the rate and the ETA
         average over the steps since the first one (whose time is compilation's)."""
         total = self.total_steps
         line = f"step {step}/{total} ({100 * step / max(total, 1):.0f}%): "
-        line += f"loss {record.get('loss', float('nan')):.4f}"
+        line += format_losses(record)
         if self._timed_from is None:
             self._timed_from = (step, now)
             compile_sec = record.get("compile_and_first_step_sec")
