@@ -5,9 +5,9 @@ small map and doubles its size in each stage (batch norm and ReLU, a sigmoid ima
 the discriminator halves the size with stride-2 convolutions and LeakyReLU(0.2). Notes 003
 (GANs), 001 §3.2 (BiGAN / ALI).
 
-A discriminator is a feature trunk and a head, two modules, so that the trunk alone is a
-readable representation (`ssl_jax.objectives.base.module_representation`): the DCGAN paper
-reads features out of its discriminator.
+A discriminator is a feature trunk and a head, two modules, so that the trunk alone can be
+read out: the DCGAN paper reads features out of its discriminator, every layer max-pooled to a
+4 × 4 grid (`grid_max_pool`).
 
 - `Generator`: z [B, L] → images [B, H, W, C] in [0, 1], any H × W.
 - `ConvDiscriminator`: images [B, H, W, C] → features [B, F] (the image discriminator's trunk).
@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.errors import UserError
+from ssl_jax.precision import at_least_float32
 
 LEAK = 0.2  # LeakyReLU slope of DCGAN's discriminator
 
@@ -99,8 +100,8 @@ class Generator(nn.Module):
             h = nn.Conv(features, (3, 3), use_bias=False, dtype=self.dtype)(upsample_2x(h))
             h = norm_relu(h)
         logits = nn.Conv(channels, (3, 3), dtype=self.dtype)(upsample_2x(h))
-        images = jax.nn.sigmoid(logits[:, :height, :width].astype(jnp.float32))
-        return images
+        # Pixels in float32 (float64 in the exactness mode) whatever the compute dtype.
+        return jax.nn.sigmoid(at_least_float32(logits[:, :height, :width]))
 
 
 class ConvDiscriminator(nn.Module):
