@@ -44,6 +44,7 @@ from ssl_jax.objectives.base import (
     init_module,
     module_representation,
 )
+from ssl_jax.objectives.word2vec import mean_embedding
 
 DEFAULTS = dict(select_prob=0.15, mask_prob=0.8, random_prob=0.1)
 
@@ -165,10 +166,7 @@ def make(config, input_spec) -> Objective:
 
     def embed(params, batch_stats, tokens):
         del batch_stats
-        weights = (tokens != PAD_ID).astype(jnp.float32)
-        vectors = table(params)[tokens].astype(jnp.float32)
-        total = jnp.einsum("nl,nld->nd", weights, vectors)
-        return total / jnp.maximum(weights.sum(1), 1.0)[:, None]
+        return mean_embedding(table(params), tokens)
 
     representations = {
         "encoder": module_representation(encoder, input="tokens"),
