@@ -158,3 +158,49 @@ def masked_patch_mse(predictions, targets, mask):
     """
     per_patch = jnp.mean(jnp.square(predictions - targets), axis=-1)
     return jnp.sum(per_patch * mask) / jnp.sum(mask)
+
+
+# --- Region masks of inpainting (the context encoder, Pathak et al. 2016) -------------------
+# Pixel masks [H, W] rather than patch masks: the hole is a square of pixels, 1 inside it.
+
+
+def central_region_mask(image_shape: tuple[int, int], size: int):
+    """The context encoder's central hole: float32 [H, W], 1 on the ``size`` × ``size`` square
+    at the centre (rows top … top + size − 1 with top = ⌊(H − size)/2⌋, columns likewise), 0
+    elsewhere. Pathak et al. (2016) hide the centre 64 × 64 of 128 × 128 images: half the side,
+    a quarter of the pixels."""
+    height, width = image_shape
+    if not 1 <= size <= min(height, width):
+        raise ValueError(f"a central hole of side {size} does not fit a {height}×{width} image")
+    top, left = (height - size) // 2, (width - size) // 2
+    rows = (jnp.arange(height) >= top) & (jnp.arange(height) < top + size)
+    cols = (jnp.arange(width) >= left) & (jnp.arange(width) < left + size)
+    return (rows[:, None] & cols[None, :]).astype(jnp.float32)
+
+
+def random_region_masks(
+    key, batch_size: int, image_shape: tuple[int, int], sizes: tuple[int, int], count: int = 1
+):
+    """Random square holes: float32 [B, H, W], 1 on the union of ``count`` squares per image.
+
+    Each square independently: a side s uniform over the integers ``sizes[0]`` … ``sizes[1]``,
+    then its top-left corner uniform over the positions that keep it inside the image (top in
+    0 … H − s, left in 0 … W − s). Squares may overlap (Pathak et al.'s "random blocks").
+    """
+    height, width = image_shape
+    low, high = sizes
+    if not 1 <= low <= high <= min(height, width):
+        raise ValueError(f"hole sides {sizes} do not fit a {height}×{width} image")
+    side_key, top_key, left_key = jax.random.split(key, 3)
+    shape = (batch_size, count)
+    side = jax.random.randint(side_key, shape, low, high + 1)
+    top = jax.random.randint(top_key, shape, 0, height - side + 1)
+    left = jax.random.randint(left_key, shape, 0, width - side + 1)
+    rows = jnp.arange(height)[:, None]
+    cols = jnp.arange(width)[None, :]
+
+    def square(s, t, u):  # side, top, left → [H, W] bool
+        return (rows >= t) & (rows < t + s) & (cols >= u) & (cols < u + s)
+
+    squares = jax.vmap(jax.vmap(square))(side, top, left)  # [B, count, H, W]
+    return squares.any(axis=1).astype(jnp.float32)

@@ -145,16 +145,20 @@ def test_colour_objectives_refuse_grey_images_and_a_grid_that_does_not_divide():
 )
 def test_learns_on_photo_patches(objective, representation, model, tmp_path):
     """150 steps of 64 patches; the probes tell which of the 8 photographs a held-out patch
-    (from a part of the photo no training patch touches) comes from. Measured at seeds 0 / 1
-    (trained vs random init): colorization kNN 0.636 vs 0.505 / 0.689 vs 0.495, linear 0.659
-    vs 0.564 / 0.635 vs 0.609; split-brain (two half-width encoders, concatenated) kNN 0.856
-    vs 0.731 / 0.846 vs 0.774, linear 0.763 vs 0.663 / 0.739 vs 0.700. Regression instead of
-    the binned colours (seed 0): kNN 0.628 vs 0.505 but linear 0.569 vs 0.564 (Zhang et al.'s
-    point: the classification loss teaches more). The test asks for half the smallest kNN
-    gain."""
+    (from a part of the photo no training patch touches) comes from, kNN over 2,000 training
+    patches. Measured at seeds 0 / 1 in the suite's environment (trained vs random init):
+    colorization 0.583 vs 0.470 / 0.623 vs 0.445, split-brain (two half-width encoders,
+    concatenated) 0.783 vs 0.693 / 0.779 vs 0.676. Over all 4,800 training patches with the
+    linear probe beside it (λ grid 1 … 1e-4): colorization kNN 0.636 vs 0.505 / 0.689 vs
+    0.495, linear 0.659 vs 0.564 / 0.635 vs 0.609; split-brain kNN 0.856 vs 0.731 / 0.846 vs
+    0.774, linear 0.763 vs 0.663 / 0.739 vs 0.700. Regression instead of the binned colours
+    (seed 0): kNN 0.628 vs 0.505 but linear 0.569 vs 0.564 (Zhang et al.'s point: the
+    classification loss teaches more). The test asks for half the smallest kNN gain."""
     config = learning_config(
         objective, num_steps=150, dataset="photo_patches", batch_size=64, model=model
     )
+    config.readout.max_train_examples = 2000
+    config.readout.l2_grid = (1e-2,)  # the linear probe is not asserted here
     scores = pretrain(config, tmp_path, representation)
     trained, random_init = scores["knn"]
-    assert trained > random_init + 0.035, scores
+    assert trained > random_init + 0.045, scores

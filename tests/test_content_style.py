@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax.data.glyphs import _glyph_arrays
 from ssl_jax.data.spec import ArraySpec, sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
@@ -59,7 +60,7 @@ def test_each_group_trains_only_its_own_modules():
         def loss(p):
             return objective.loss(p, batch_stats, state, batch, jax.random.key(1), 0, group=group)
 
-        return jax.grad(lambda p: loss(p)[0])(params)
+        return jax.jit(jax.grad(lambda p: loss(p)[0]))(params)
 
     def norm(tree):
         return sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(tree))
@@ -82,17 +83,33 @@ def test_a_missing_style_label_is_a_one_line_error():
         make_objective(tiny_config("content_style"), spec)
 
 
-def test_the_content_code_learns_the_letter_on_glyphs(tmp_path):
-    """150 steps of 64 glyphs (widths 16, 32), read out on 1,000 training and 500 held-out
-    glyphs. Measured at seeds 0 / 1, content → character kNN trained vs random init:
-    0.720 vs 0.664 / 0.732 vs 0.624 (and content → font 0.304 vs 0.342 / 0.308 vs 0.346: the
-    adversary already pushes the font out). The test asks for under half the smaller gain. The
-    full config's figures, both codes on both labels, are in
-    docs/disentanglement.md."""
-    config = learning_config("content_style", num_steps=150, dataset="glyphs", batch_size=64)
+def test_style_learns_the_font_and_content_drops_it_on_glyphs(tmp_path):
+    """300 steps of 64 glyphs halved to 16×16 (widths 16, 32), read out on 1,000 training and
+    500 held-out glyphs. Measured in the suite's environment at seeds 0 / 1, trained vs random
+    init: style → font kNN 0.234 vs 0.138 / 0.196 vs 0.160; content → font kNN 0.274 vs 0.296
+    / 0.222 vs 0.286 (the adversary pushes the font out of the content code); content →
+    character linear 0.720 vs 0.706 / 0.742 vs 0.694 (kNN 0.680 vs 0.672 / 0.686 vs 0.650).
+    At full size the content code learns the letter more clearly (150 steps, kNN 0.720 vs
+    0.664 / 0.732 vs 0.624) at 4× the cost; the full config's figures, both codes on both
+    labels, are in docs/disentanglement.md. The test asks for half the smaller gap of each."""
+    arrays = _glyph_arrays()
+    halved = arrays["images"].reshape(-1, 16, 2, 16, 2, 1).mean(axis=(2, 4), dtype=np.float32)
+    path = tmp_path / "glyphs16.npz"
+    np.savez(
+        path,
+        images=np.round(halved).astype(np.uint8),
+        character=arrays["character"],
+        font=arrays["font"],
+    )
+    config = learning_config("content_style", num_steps=300, dataset=f"npz:{path}", batch_size=64)
     config.objective.widths = (16, 32)
     config.readout.max_train_examples = 1000
     config.readout.max_heldout_examples = 500
     config.readout.l2_grid = (1e-2,)
-    scores = train(config, str(tmp_path))["representations"]["content"]["character"]["knn"]
-    assert scores["trained"] > scores["random_init"] + 0.02, scores
+    scores = train(config, str(tmp_path / "run"))["representations"]
+    style_font = scores["style"]["font"]["knn"]
+    content_font = scores["content"]["font"]["knn"]
+    content_character = scores["content"]["character"]["linear"]
+    assert style_font["trained"] > style_font["random_init"] + 0.018, scores
+    assert content_font["trained"] < content_font["random_init"] - 0.011, scores
+    assert content_character["trained"] > content_character["random_init"] + 0.007, scores

@@ -362,6 +362,12 @@ def load_mnist_captions() -> ArrayDataset:
     return load()
 
 
+def load_digit_domains() -> ArrayDataset:
+    from ssl_jax.data.domains import load_digit_domains as load
+
+    return load()
+
+
 # The embedded datasets by name; each loader imports what only it needs when called.
 _LOADERS = {
     "mnist_subset": load_mnist_subset,
@@ -371,6 +377,7 @@ _LOADERS = {
     "mnist_captions": load_mnist_captions,
     "photo_patches": load_photo_patches,
     "glyphs": load_glyphs,
+    "digit_domains": load_digit_domains,
 }
 
 

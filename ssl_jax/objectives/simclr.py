@@ -13,12 +13,13 @@ import optax
 
 from ssl_jax import augment
 from ssl_jax.data.spec import require
-from ssl_jax.diagnostics import alignment, embedding_std, uniformity
+from ssl_jax.diagnostics import alignment, uniformity
 from ssl_jax.losses import contrastive_accuracy, nt_xent_logits
 from ssl_jax.losses import l2_normalize as l2_normalize  # re-exported: tests import it here
 from ssl_jax.models import ProjectionHead, build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
+from ssl_jax.objectives.siamese import collapse_metrics
 
 # The config block ``objective.name=simclr`` switches to (ssl_jax.config.switch_block).
 DEFAULTS = dict(temperature=0.2, projector=dict(hidden_dims=(512,), output_dim=128))
@@ -88,8 +89,9 @@ def make(config, input_spec) -> Objective:
         metrics = {
             "loss": value,
             "contrastive_acc": accuracy,
-            # Collapse monitor: ≈ 1/sqrt(dim) when healthy, → 0 when collapsed.
-            "embedding_std": embedding_std(jax.lax.stop_gradient(h)),
+            # Collapse monitors on the projections, as every multi-view objective logs them:
+            # std ≈ 1/sqrt(dim) when healthy, → 0 collapsed; effective rank → 1 collapsed.
+            **collapse_metrics(z1),
             # Wang & Isola's two halves of the contrastive loss, on the projections: positives
             # pulled together (alignment ↓) while the views spread over the sphere (uniformity ↓).
             "alignment": alignment(z1, z2),
