@@ -107,8 +107,9 @@ def blockwise_mask(
         area_key, aspect_key, top_key, left_key = jax.random.split(key, 4)
         remaining = (target - count).astype(jnp.float32)
         low, high = jnp.minimum(min_patches, remaining), jnp.maximum(min_patches, remaining)
-        area = jax.random.uniform(area_key, minval=low, maxval=high)
-        ratio = jnp.exp(jax.random.uniform(aspect_key, minval=log_aspect[0], maxval=log_aspect[1]))
+        # float32 and int32 throughout: the same masks with 64-bit mode on (the exactness mode).
+        area = jax.random.uniform(area_key, (), jnp.float32, low, high)
+        ratio = jnp.exp(jax.random.uniform(aspect_key, (), jnp.float32, *log_aspect))
         h = jnp.maximum(jnp.round(jnp.sqrt(area * ratio)), 1).astype(jnp.int32)
         w = jnp.maximum(jnp.round(jnp.sqrt(area / ratio)), 1).astype(jnp.int32)
         fits = (h < grid_h) & (w < grid_w)
@@ -116,7 +117,7 @@ def blockwise_mask(
         left = jax.random.randint(left_key, (), 0, jnp.maximum(grid_w - w + 1, 1))
         block = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
         new = block & ~mask
-        added = new.sum()
+        added = new.sum(dtype=jnp.int32)
         accept = fits & (added > 0) & (added <= target - count)
         return mask | (new & accept), count + jnp.where(accept, added, 0)
 

@@ -5,7 +5,8 @@
 
 Run by tests/test_exactness.py in subprocesses of their own: the 64-bit mode is global to a
 process. Each (objective, device count, seed) run takes ``steps`` AdamW steps of
-`tests.configs.tiny_config` on the real digits; the step program is compiled once per objective
+`tests.configs.tiny_config` on the real digits (`exactness_config`: other data where the
+objective needs it); the step program is compiled once per objective
 and device count and reused for every seed.
 """
 
@@ -28,8 +29,72 @@ def local_value(x) -> np.ndarray:
     return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else np.asarray(x)
 
 
-def run(objective: str, num_devices: int, seed: int, steps: int, dataset) -> dict:
-    config = tiny_config(objective)
+# Objectives whose tiny config needs other data or smaller parts than `tiny_config` gives.
+COLOUR = ("colorization", "split_brain")
+TINY_FIELDS = {
+    "colorization": dict(downsample=4),
+    "split_brain": dict(downsample=4),
+    "cpc_grid": dict(patch_size=4, patch_stride=2, prediction_steps=1, context_dim=16),
+    "cycle_gan": dict(
+        generator_widths=(8, 16),
+        residual_blocks=1,
+        discriminator_widths=(16, 32),
+        domains="inverted",
+    ),
+    "context_encoder": dict(decoder_width=16, discriminator_widths=(16, 32)),
+}
+
+
+def exactness_config(objective: str):
+    """`tiny_config`, with the data and the parts each objective needs (text: BERT's tiny
+    Transformer on ``lee``; colour: ``photo_patches``)."""
+    if objective == "bert_mlm":
+        from tests.test_bert_mlm import bert_config
+
+        config = bert_config()
+        config.batch_size = 16
+        config.readout.enabled = False
+        return config
+    if objective == "clip":  # the digits with captions from their labels, as an .npz
+        import os
+        import tempfile
+
+        from ssl_jax.data.captions import add_captions
+        from tests.test_clip import TEXT_MODEL
+
+        data = add_captions(load_dataset("digits"), "digits_captions")
+        path = os.path.join(tempfile.mkdtemp(prefix="exactness_clip_"), "captions.npz")
+        names = ("images", "tokens", "labels")
+        np.savez(path, **{k: np.concatenate([data.train[k], data.test[k]]) for k in names})
+        config = tiny_config("clip", embed_dim=16, text_model=TEXT_MODEL, augment=False)
+        config.dataset = f"npz:{path}"
+        return config
+    if objective == "beit":
+        # The tokenizer is frozen and the worker builds the state without `init_from`, so it
+        # keeps its random initialisation: fixed codes all the same, on every device count.
+        from tests.test_beit import beit_config
+
+        config = beit_config("unused-tokenizer-workdir")
+        config.batch_size = 32
+        config.readout.enabled = False
+        return config
+    if objective == "imagegpt":
+        from tests.test_imagegpt import igpt_config
+
+        return igpt_config()
+    config = tiny_config(objective, **TINY_FIELDS.get(objective, {}))
+    if objective in COLOUR:
+        config.dataset = "photo_patches"
+    if objective == "content_style":
+        config.dataset = "glyphs"
+    return config
+
+
+def run(objective: str, num_devices: int, seed: int, steps: int, datasets: dict) -> dict:
+    config = exactness_config(objective)
+    if config.dataset not in datasets:
+        datasets[config.dataset] = load_dataset(config.dataset)
+    dataset = datasets[config.dataset]
     if "bank_size" in config.objective:  # a memory bank: one row per training example
         config.objective.bank_size = dataset.num_train_examples
     config.compute_dtype = "float64"
@@ -90,12 +155,12 @@ def main() -> None:
     if args.coordinator:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    dataset = load_dataset("digits")
+    datasets = {}
     results = {}
     for objective in args.objectives.split(","):
         for devices in map(int, args.devices.split(",")):
             for seed in map(int, args.seeds.split(",")):
-                leaves = run(objective, devices, seed, args.steps, dataset)
+                leaves = run(objective, devices, seed, args.steps, datasets)
                 tag = f"{objective}|{devices or jax.device_count()}|{seed}"
                 results.update({f"{tag}|{name}": value for name, value in leaves.items()})
     if jax.process_index() == 0:

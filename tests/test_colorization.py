@@ -97,21 +97,21 @@ def test_split_brain_halves_never_see_their_own_targets():
     objective = make_objective(colour_config("split_brain", downsample=4), COLOUR)
     images = jnp.asarray(np.random.default_rng(3).random((4, 16, 16, 3)).astype(np.float32))
     batch = {"images": images}
-    params, batch_stats, state = objective.init(jax.random.key(0), batch)
+    params, batch_stats, state = jax.jit(objective.init)(jax.random.key(0), batch)
 
     def term(name):
         def f(p):
             _, out = objective.loss(p, batch_stats, state, batch, jax.random.key(1), 0, group="m")
             return out.metrics[name]
 
-        return jax.grad(f)(params)
+        return jax.jit(jax.grad(f))(params)
 
     ab_grads, l_grads = term("ab_loss"), term("l_loss")
     norm = lambda tree: sum(float(jnp.abs(x).sum()) for x in jax.tree.leaves(tree))  # noqa: E731
     # ab is predicted from L alone, L from ab alone.
     assert norm(ab_grads["l_encoder"]) > 0 and norm(ab_grads["ab_encoder"]) == 0
     assert norm(l_grads["ab_encoder"]) > 0 and norm(l_grads["l_encoder"]) == 0
-    value, output = objective.loss(
+    value, output = jax.jit(objective.loss, static_argnames="group")(
         params, batch_stats, state, batch, jax.random.key(1), 0, group="m"
     )
     total = float(output.metrics["ab_loss"] + output.metrics["l_loss"])

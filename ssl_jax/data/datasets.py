@@ -15,6 +15,9 @@ split into ``train`` and a fixed held-out ``test`` part:
   (`ssl_jax.data.photos`).
 - ``glyphs``: letters in ten typefaces, labelled ``character`` and ``font``
   (`ssl_jax.data.glyphs`).
+- ``digit_domains``: two unpaired image domains for translation (CycleGAN): the MNIST-subset
+  digits as ``images`` and typeset digits in the glyph faces as ``images_b``, each with its
+  own label (`ssl_jax.data.domains`).
 - ``npz:/path/file.npz``: the user's arrays, any of ``images`` (N, H, W, C) or (N, H, W) uint8
   or float in [0, 1], ``tokens`` (N, L) non-negative integers, ``audio`` (N, T) int16 or float
   in [-1, 1], and integer labels (N,) under ``labels`` or any other name. Held out: 20%,

@@ -102,7 +102,10 @@ class GRUContext(nn.Module):
     def __call__(self, z, *, train: bool = False):
         del train
         cell = nn.GRUCell(self.features, dtype=self.dtype, param_dtype=jnp.float32)
-        return nn.RNN(cell, name="gru")(z.astype(self.dtype))
+        # The carry in the compute dtype: the cell's own initial carry takes ``param_dtype``,
+        # which would not match the float64 (exactness mode) or bfloat16 outputs of the step.
+        carry = jnp.zeros((z.shape[0], self.features), self.dtype)
+        return nn.RNN(cell, name="gru")(z.astype(self.dtype), initial_carry=carry)
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:

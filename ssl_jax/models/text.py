@@ -38,7 +38,8 @@ class TokenBlock(nn.Module):
             num_heads=self.num_heads,
             dtype=self.dtype,
             kernel_init=nn.initializers.xavier_uniform(),
-            force_fp32_for_softmax=True,
+            # Promotes bfloat16 to float32 for the softmax; float64 (the exactness mode) stays.
+            force_fp32_for_softmax=jnp.finfo(self.dtype).bits < 32,
         )(y, y, mask=mask)
         x = x + y
         y = nn.LayerNorm(dtype=self.dtype)(x)

@@ -45,6 +45,7 @@ from ssl_jax.objectives.base import (
     module_representation,
 )
 from ssl_jax.objectives.word2vec import mean_embedding
+from ssl_jax.precision import at_least_float32
 
 DEFAULTS = dict(select_prob=0.15, mask_prob=0.8, random_prob=0.1)
 
@@ -74,11 +75,11 @@ def bert_corruption(
 def masked_token_loss(logits, targets, selected):
     """Mean cross-entropy (nats) and top-1 accuracy of ``logits`` [B, L, V] for ``targets``
     [B, L] over the ``selected`` positions [B, L] only (0 when none is selected)."""
-    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    log_probs = jax.nn.log_softmax(at_least_float32(logits), axis=-1)
     nll = -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    weights = selected.astype(jnp.float32)
+    weights = selected.astype(log_probs.dtype)
     count = jnp.maximum(weights.sum(), 1.0)
-    correct = (logits.argmax(-1) == targets).astype(jnp.float32)
+    correct = (logits.argmax(-1) == targets).astype(log_probs.dtype)
     return (nll * weights).sum() / count, (correct * weights).sum() / count
 
 

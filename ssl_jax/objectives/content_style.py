@@ -39,6 +39,7 @@ from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, Representation
+from ssl_jax.precision import at_least_float32
 
 DEFAULTS = dict(
     style_label="font",
@@ -184,7 +185,7 @@ def make(config, input_spec) -> Objective:
         if group == "classifier":  # C learns from the content code as it is
             content = jax.lax.stop_gradient(content)
         style_logits = classifier.apply({"params": params["classifier"]}, flat(content))
-        style_logits = style_logits.astype(jnp.float32)
+        style_logits = at_least_float32(style_logits)
         style_ce = optax.softmax_cross_entropy_with_integer_labels(style_logits, styles).mean()
         accuracy = jnp.mean(style_logits.argmax(-1) == styles)
         if group == "classifier":
@@ -193,9 +194,7 @@ def make(config, input_spec) -> Objective:
         partners = same_label_partners(key, styles)
         style = style_encoder.apply({"params": params["style_encoder"]}, images[partners])
         logits = decoder.apply({"params": params["decoder"]}, content, style)
-        reconstruction = optax.sigmoid_binary_cross_entropy(
-            logits.astype(jnp.float32), images
-        ).mean()
+        reconstruction = optax.sigmoid_binary_cross_entropy(at_least_float32(logits), images).mean()
         # Cross-entropy of the classifier's prediction against the uniform distribution.
         confusion = -jax.nn.log_softmax(style_logits).mean()
         value = reconstruction + cfg.adversarial_weight * confusion

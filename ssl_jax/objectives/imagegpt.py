@@ -30,6 +30,7 @@ from ssl_jax.errors import UserError
 from ssl_jax.models import build_encoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, Representation, init_module
+from ssl_jax.precision import at_least_float32
 
 DEFAULTS = dict(resolution=14, grey_levels=16, colour_levels=4)
 START_ID = 1
@@ -105,7 +106,7 @@ def make(config, input_spec) -> Objective:
         states, _ = encoder.apply(
             {"params": params["encoder"]}, inputs(pixels), method="encode_tokens"
         )
-        logits = head.apply({"params": params["head"]}, states).astype(jnp.float32)
+        logits = at_least_float32(head.apply({"params": params["head"]}, states))
         log_probs = jax.nn.log_softmax(logits, axis=-1)
         nll = -jnp.take_along_axis(log_probs, pixels[..., None], axis=-1).mean()
         metrics = {
