@@ -115,3 +115,25 @@ def r1_penalty(logits_fn, inputs, weight: float):
 def real_probability(logits):
     """Mean σ(ℓ): how often, on average, D calls these examples real (a logged diagnostic)."""
     return jnp.mean(jax.nn.sigmoid(at_least_float32(logits)))
+
+
+def discriminator_objective(d_loss_fn, logits_fn, real, fake, r1_weight: float):
+    """D's loss on ``real`` and ``fake`` inputs [B, ...] and its logged metrics:
+    L_D + R1 (R1 only when ``r1_weight`` is not 0).
+
+    ``fake`` must already be under `jax.lax.stop_gradient` (the generator's output is D's
+    data), and ``logits_fn(inputs) -> [2B]`` scores each example alone (no batch norm in D),
+    so scoring real and fake in one pass is only batching.
+    """
+    real_logits, fake_logits = jnp.split(logits_fn(jnp.concatenate([real, fake])), 2)
+    adversarial = d_loss_fn(real_logits, fake_logits)
+    r1 = r1_penalty(logits_fn, real, r1_weight) if r1_weight else jnp.zeros((), adversarial.dtype)
+    value = adversarial + r1
+    metrics = {
+        "loss": value,
+        "adversarial": adversarial,
+        "r1": r1,
+        "real_probability": real_probability(real_logits),
+        "fake_probability": real_probability(fake_logits),
+    }
+    return value, metrics

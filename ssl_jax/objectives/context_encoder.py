@@ -56,7 +56,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.adversarial import adversarial_losses, r1_penalty, real_probability
+from ssl_jax.adversarial import adversarial_losses, discriminator_objective, real_probability
 from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.masks import central_region_mask, random_region_masks
@@ -257,20 +257,9 @@ def make(config, input_spec) -> Objective:
         filled = fill_hole(images, predictions, mask)
         if group == "discriminator":
             filled = jax.lax.stop_gradient(filled)  # F's output is D's data: no gradient to F
-            logits = discriminate(params, jnp.concatenate([images, filled]))
-            real_logits, fake_logits = jnp.split(logits, 2)
-            adversarial = d_loss_fn(real_logits, fake_logits)
-            r1 = jnp.zeros((), adversarial.dtype)
-            if cfg.r1_weight:
-                r1 = r1_penalty(lambda x: discriminate(params, x), images, cfg.r1_weight)
-            value = adversarial + r1
-            metrics = {
-                "loss": value,
-                "adversarial": adversarial,
-                "r1": r1,
-                "real_probability": real_probability(real_logits),
-                "fake_probability": real_probability(fake_logits),
-            }
+            value, metrics = discriminator_objective(
+                d_loss_fn, lambda x: discriminate(params, x), images, filled, cfg.r1_weight
+            )
             return value, LossOutput({}, metrics)
         reconstruction = hole_reconstruction_loss(predictions, images, mask)
         fake_logits = discriminate(params, filled)

@@ -29,7 +29,7 @@ and concatenated (28×28 with widths (64, 128): 4·4·64 + 4·4·128 = 3,072 num
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.adversarial import adversarial_losses, r1_penalty, real_probability
+from ssl_jax.adversarial import adversarial_losses, discriminator_objective, real_probability
 from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.models.gan import ConvDiscriminator, DiscriminatorHead, Generator, grid_max_pool
@@ -164,20 +164,13 @@ def make(config, input_spec) -> Objective:
             # D's update cannot move G whoever differentiates it. One pass over real and fake
             # together: D has no batch norm, so this is just batching.
             fake = jax.lax.stop_gradient(fake)
-            logits = discriminate(params, jnp.concatenate([real, fake]), dropout_key)
-            real_logits, fake_logits = jnp.split(logits, 2)
-            adversarial = d_loss_fn(real_logits, fake_logits)
-            r1 = jnp.zeros((), adversarial.dtype)
-            if cfg.r1_weight:
-                r1 = r1_penalty(lambda x: discriminate(params, x, dropout_key), real, cfg.r1_weight)
-            value = adversarial + r1
-            metrics = {
-                "loss": value,
-                "adversarial": adversarial,
-                "r1": r1,
-                "real_probability": real_probability(real_logits),
-                "fake_probability": real_probability(fake_logits),
-            }
+            value, metrics = discriminator_objective(
+                d_loss_fn,
+                lambda x: discriminate(params, x, dropout_key),
+                real,
+                fake,
+                cfg.r1_weight,
+            )
             return value, LossOutput({}, metrics)
         fake_logits = discriminate(params, fake, dropout_key)
         value = g_loss_fn(fake_logits)
