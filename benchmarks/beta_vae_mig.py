@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="")
     args = parser.parse_args()
     root = args.workdir or tempfile.mkdtemp(prefix="beta_vae_mig_")
+    os.makedirs(root, exist_ok=True)
     dataset = os.path.join(root, "shapes32.npz")
     shapes = write_dataset(dataset, args.train)
     factors, images = shapes.sample(10_000, np.random.default_rng(1))
