@@ -80,6 +80,11 @@ def check_colour_images(input_spec, name: str, downsample: int):
 
 def bin_targets(ab, centres):
     """ab [..., 2] → (soft targets Z [..., Q], hard bin index [...])."""
+    # Grey cells (a = b = 0) sit exactly on the corner of four bins, and the colour
+    # conversion's last-bit rounding (which varies with the batch layout) would pick among
+    # them. Snapping ab to a 1/1024 grid makes such ties exact; they then go to the lowest
+    # bin index, the same on one device or many.
+    ab = jnp.round(ab * 1024.0) / 1024.0
     targets = color.soft_encode(ab, centres)
     return targets, targets.argmax(-1)
 
