@@ -11,7 +11,8 @@ identity term at 0.5 λ (the paper's settings), Adam at 1e-3 with β₁ = 0.5 in
 The representations read out at the end are the generators' encoder halves (``generator_ab``
 on handwritten digits, ``generator_ba`` on typeset ones), each against both labels (a
 representation against the other domain's labels is at chance: the domains are unpaired);
-``pictures/translations_ab_<step>.png`` shows held-out digits, G's translations and F(G(·)).
+``pictures/translations_ab_<step>.png`` shows held-out digits, G's translations and F(G(·)),
+``translations_ba_<step>.png`` held-out typeset digits, F's translations and G(F(·)).
 docs/adversarial.md ("CycleGAN") gives a measured run and how translations are scored.
 
 python -m ssl_jax.train --config experiments/cycle_gan_digits.py --workdir runs/cycle_gan_digits

@@ -2,9 +2,14 @@
 
 On CPU, XLA (jaxlib 0.10) hands convolutions to YNNPACK fusions by default. For the small
 convolutional encoders trained on CPU here, their weight gradients run several times slower
-than XLA's own convolution path. Disabling the fusions, with the pooling written as a reshape
-and a max, took the SimCLR main job on MNIST from 0.49 to about 1.4 steps/s on a 2-core CPU;
-on a faster 2-core CPU it runs at about 2.1 steps/s (the README's measurements). The flag only
+than XLA's own convolution path. Disabling the convolution fusions, with the pooling written
+as a reshape and a max, took the SimCLR main job on MNIST from 0.49 to about 1.4 steps/s on a
+2-core CPU. YNNPACK's reductions are kept (``ynn_fusion_type=reduce``): XLA's own path splits
+each long reduction (batch norm's mean and variance, in the forward and the backward pass)
+into a strided ``reduce-window`` loop, and YNNPACK's kernels replace those. On a 2-core Xeon
+with AVX-512 that took the main job from 2.25 to 3.0 steps/s and the ResNet-18 SimCLR step
+(batch 256) from 15.9 to 23.4 images/s (docs/performance.md). YNNPACK's element-wise fusions
+stay off: they reject some of the transposed layouts of a training step. The flag only
 concerns the CPU backend; GPUs and TPUs are unaffected.
 
 XLA reads ``XLA_FLAGS`` once, when the first computation starts a backend, so this must run
@@ -14,7 +19,7 @@ in ``XLA_FLAGS`` is kept; ``SSL_JAX_XLA_DEFAULTS=0`` leaves ``XLA_FLAGS`` untouc
 
 import os
 
-CPU_FLAGS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+CPU_FLAGS = {"xla_cpu_experimental_ynn_fusion_type": "reduce"}
 
 
 def apply_default_xla_flags(environ=os.environ) -> None:

@@ -262,12 +262,14 @@ def restore_state(checkpoints: Checkpoints, state: TrainState, step: int | None)
 
 def write_pictures(objective, state, dataset, workdir: str, seed: int) -> None:
     """The objective's picture grids of the first held-out images, saved in ``workdir``."""
-    images = dataset.readout_data(1, PICTURE_EXAMPLES).decoded("test", "images")
+    held_out = dataset.readout_data(1, PICTURE_EXAMPLES)
+    images, *others = (held_out.decoded("test", name) for name in objective.picture_inputs)
     if len(images) < 2:
         return
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x9C7)  # a stream of its own
     params, batch_stats = jax.device_get((state.params, state.batch_stats))
-    pictures = jax.jit(objective.pictures)(params, batch_stats, images, key)
+    extra = dict(zip(objective.picture_inputs[1:], others, strict=True))
+    pictures = jax.jit(objective.pictures)(params, batch_stats, images, key, **extra)
     save_pictures(workdir, int(state.step), jax.device_get(pictures))
 
 

@@ -6,6 +6,7 @@ digit, and the configs build."""
 
 import functools
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ from ssl_jax.adversarial import (
 )
 from ssl_jax.config import load_config
 from ssl_jax.data import load_dataset
-from ssl_jax.data.spec import ArraySpec, sample_batch
+from ssl_jax.data.spec import ArraySpec, decoded_spec, sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
 from ssl_jax.objectives.cycle_gan import (
@@ -328,6 +329,24 @@ def test_the_configs_build(config, spec):
     reps = objective.representations
     feature = jax.eval_shape(reps["generator_ab"].fn, params, {}, sample_batch(spec)["images"])
     assert feature.shape == (2, c.objective.generator_widths[-1])
+
+
+def test_the_trainer_draws_both_translations_from_each_domains_held_out_images(monkeypatch):
+    """With ``images_b`` the trainer hands ``pictures`` the held-out B images as well, so the
+    B → A grid starts from typeset digits, not from the handwritten ones."""
+    c = load_config(os.path.join(REPO, "experiments", "cycle_gan_digits.py"))
+    dataset = load_dataset(c.dataset)
+    objective = make_objective(c, dataset.spec)
+    assert objective.picture_inputs == ("images", "images_b")
+    params = objective.init(jax.random.key(0), sample_batch(decoded_spec(dataset.spec)))[0]
+    saved = {}
+    monkeypatch.setattr(train, "save_pictures", lambda _, step, pictures: saved.update(pictures))
+    state = types.SimpleNamespace(params=params, batch_stats={}, step=7)
+    train.write_pictures(objective, state, dataset, "unused", seed=0)
+    held_out = dataset.readout_data(1, train.PICTURE_EXAMPLES)
+    assert set(saved) == {"translations_ab", "translations_ba"}
+    for name, source in (("translations_ab", "images"), ("translations_ba", "images_b")):
+        np.testing.assert_array_equal(saved[name][0], held_out.decoded("test", source))
 
 
 def test_bad_settings_are_one_line_errors():

@@ -42,7 +42,9 @@ decoded element spec (`ssl_jax.data.spec`): ``{"images": ArraySpec((28, 28, 1), 
 ``pictures``: for objectives that generate images, ``(params, batch_stats, images, key) ->
     {name: [rows, cols, H, W, C] in [0, 1]}`` made from held-out ``images`` in inference mode:
     reconstructions, samples, interpolations. The trainer saves them as PNG grids at the end
-    of a run (`ssl_jax.pictures`).
+    of a run (`ssl_jax.pictures`). ``picture_inputs`` names the held-out arrays it is given:
+    the first as ``images``, any others as keyword arguments of the same name (CycleGAN's
+    ``images_b``).
 """
 
 import dataclasses
@@ -100,6 +102,7 @@ class Objective:
     param_groups: Mapping[str, tuple[str, ...]] | None = None
     representations: Mapping[str, Representation] | None = None
     pictures: Callable[..., dict] | None = None
+    picture_inputs: tuple[str, ...] = ("images",)
 
 
 def module_representation(module: nn.Module, name: str = "encoder", input: str = "images"):

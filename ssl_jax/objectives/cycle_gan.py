@@ -48,8 +48,8 @@ is not used.
 Representations: ``generator_ab``, the encoder half of G (its ``bottleneck`` map, averaged
 over positions: ``generator_widths[-1]`` numbers) on ``images``; with ``domains="images_b"``
 also ``generator_ba``, F's, on ``images_b``. Pictures: ``translations_ab``, rows a, G(a),
-F(G(a)) of held-out images, and (except with ``"images_b"``, whose held-out B images the
-trainer does not pass) ``translations_ba``, rows b, F(b), G(F(b)).
+F(G(a)) of held-out images, and ``translations_ba``, rows b, F(b), G(F(b)) (with
+``"images_b"``, of the held-out ``images_b``).
 """
 
 import dataclasses
@@ -340,9 +340,10 @@ def make(config, input_spec) -> Objective:
 
         return Representation(fn=fn, input=input_name, modules=(name,), layers=layers)
 
-    def pictures(params, batch_stats, images, key):
-        """Rows x, translation, cycle back, of the held-out images (B's as ``split_domains``
-        makes them from ``images``; grey rows shown in colour beside colour ones)."""
+    def pictures(params, batch_stats, images, key, images_b=None):
+        """Rows x, translation, cycle back, of the held-out images: A's ``images`` and B's
+        ``images_b`` (with ``domains="images_b"``), or B's as ``split_domains`` makes them from
+        ``images``; grey rows shown in colour beside colour ones."""
         del batch_stats, key
         channels = max(spec_a.shape[-1], spec_b.shape[-1])
 
@@ -352,8 +353,11 @@ def make(config, input_spec) -> Objective:
             return jnp.stack([jnp.broadcast_to(r, (*r.shape[:-1], channels)) for r in rows])
 
         out = {"translations_ab": grid(images, "generator_ab", "generator_ba")}
-        if domains != "images_b":
+        if domains == "images_b":
+            b = images_b
+        else:
             b = inverted_domain(images) if domains == "inverted" else images
+        if b is not None:
             out["translations_ba"] = grid(b, "generator_ba", "generator_ab")
         return out
 
@@ -367,4 +371,5 @@ def make(config, input_spec) -> Objective:
         param_groups={"discriminator": DISCRIMINATORS, "generator": GENERATORS},
         representations=representations,
         pictures=pictures,
+        picture_inputs=("images", "images_b") if domains == "images_b" else ("images",),
     )
