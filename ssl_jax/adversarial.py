@@ -7,17 +7,22 @@ probability of "real" is σ(ℓ). Every loss is a mean over the batch (each exam
 depends on that example alone, so no loss here needs the global batch beyond the mean), and
 every input goes through ``at_least_float32``.
 
-Two losses per game, one per parameter group:
+Two losses per game, one per parameter group. Each is the batch mean of a per-example term
+(`PER_EXAMPLE_TERMS`); CycleGAN takes the terms themselves, to average them over each domain's
+examples. The games:
 
 - ``"non_saturating"`` (Goodfellow et al. 2014, §3): D minimises the cross-entropy of real
   against fake; G minimises −log σ(D(G(z))) rather than log(1 − σ(D(G(z)))), whose gradient
   vanishes when D rejects G's samples confidently, as it does early in training.
 - ``"hinge"`` (Lim & Ye 2017; Miyato et al. 2018): D a margin loss, G the negated logit.
+- ``"least_squares"`` (Mao et al. 2017; CycleGAN's choice): D regresses real logits to 1 and
+  fake ones to 0, G its fakes' logits to 1; the terms only (CycleGAN uses it).
 
 ``log σ(ℓ)`` is computed as −softplus(−ℓ) (and log(1 − σ(ℓ)) as −softplus(ℓ)), finite for
 every logit where the naive form overflows to log 0 beyond |ℓ| ≈ 17 in float32.
 """
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -29,14 +34,52 @@ from ssl_jax.precision import at_least_float32
 LOSSES = ("non_saturating", "hinge")
 
 
+@dataclasses.dataclass(frozen=True)
+class PerExampleTerms:
+    """A game's losses per example, logits [B] → [B]: D's term on a real example and on a
+    fake one, and G's term on a fake one."""
+
+    real: Callable
+    fake: Callable
+    generator: Callable
+
+
+PER_EXAMPLE_TERMS = {
+    "non_saturating": PerExampleTerms(
+        real=lambda logit: jax.nn.softplus(-logit),  # −log σ(ℓ)
+        fake=jax.nn.softplus,  # −log(1 − σ(ℓ))
+        generator=lambda logit: jax.nn.softplus(-logit),
+    ),
+    "hinge": PerExampleTerms(
+        real=lambda logit: jax.nn.relu(1.0 - logit),
+        fake=lambda logit: jax.nn.relu(1.0 + logit),
+        generator=jnp.negative,
+    ),
+    "least_squares": PerExampleTerms(
+        real=lambda logit: jnp.square(logit - 1.0),
+        fake=jnp.square,
+        generator=lambda logit: jnp.square(logit - 1.0),
+    ),
+}
+
+
+def _discriminator_mean(kind, real_logits, fake_logits):
+    terms = PER_EXAMPLE_TERMS[kind]
+    real_logits, fake_logits = at_least_float32(real_logits), at_least_float32(fake_logits)
+    return jnp.mean(terms.real(real_logits)) + jnp.mean(terms.fake(fake_logits))
+
+
+def _generator_mean(kind, fake_logits):
+    return jnp.mean(PER_EXAMPLE_TERMS[kind].generator(at_least_float32(fake_logits)))
+
+
 def discriminator_loss(real_logits, fake_logits):
     """The discriminator's cross-entropy: real labelled 1, fake 0. Logits [B] → scalar.
 
     L_D = −E_x[log σ(D(x))] − E_z[log(1 − σ(D(G(z))))]
         = E_x[softplus(−D(x))] + E_z[softplus(D(G(z)))]
     """
-    real_logits, fake_logits = at_least_float32(real_logits), at_least_float32(fake_logits)
-    return jnp.mean(jax.nn.softplus(-real_logits)) + jnp.mean(jax.nn.softplus(fake_logits))
+    return _discriminator_mean("non_saturating", real_logits, fake_logits)
 
 
 def generator_loss(fake_logits):
@@ -44,7 +87,7 @@ def generator_loss(fake_logits):
 
     L_G = −E_z[log σ(D(G(z)))] = E_z[softplus(−D(G(z)))]
     """
-    return jnp.mean(jax.nn.softplus(-at_least_float32(fake_logits)))
+    return _generator_mean("non_saturating", fake_logits)
 
 
 def hinge_discriminator_loss(real_logits, fake_logits):
@@ -52,8 +95,7 @@ def hinge_discriminator_loss(real_logits, fake_logits):
 
     L_D = E_x[max(0, 1 − D(x))] + E_z[max(0, 1 + D(G(z)))]
     """
-    real_logits, fake_logits = at_least_float32(real_logits), at_least_float32(fake_logits)
-    return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+    return _discriminator_mean("hinge", real_logits, fake_logits)
 
 
 def hinge_generator_loss(fake_logits):
@@ -61,7 +103,7 @@ def hinge_generator_loss(fake_logits):
 
     L_G = −E_z[D(G(z))]
     """
-    return -jnp.mean(at_least_float32(fake_logits))
+    return _generator_mean("hinge", fake_logits)
 
 
 def adversarial_losses(kind: str) -> tuple[Callable, Callable]:

@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from ssl_jax import train
 from ssl_jax.adversarial import (
+    PER_EXAMPLE_TERMS,
     discriminator_loss,
     generator_loss,
     hinge_discriminator_loss,
@@ -29,7 +30,6 @@ from ssl_jax.data.spec import ArraySpec, decoded_spec, sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
 from ssl_jax.objectives.cycle_gan import (
-    ADVERSARIAL_TERMS,
     cycle_consistency_loss,
     inverted_domain,
     weighted_mean,
@@ -94,23 +94,33 @@ LOGITS = np.array([-40.0, -3.0, -0.5, 0.0, 0.7, 2.5, 40.0], np.float32)
 
 
 def test_adversarial_terms_equal_their_formulas():
-    """Least squares (the paper's): D on real (ℓ − 1)², on translations ℓ², G (ℓ − 1)²; the
-    other two games' means equal `ssl_jax.adversarial`'s losses."""
+    """Per example, in NumPy: least squares (the paper's) D (ℓ − 1)² on real, ℓ² on
+    translations, G (ℓ − 1)²; non-saturating −log σ(ℓ), −log(1 − σ(ℓ)), −log σ(ℓ); hinge
+    max(0, 1 − ℓ), max(0, 1 + ℓ), −ℓ. The GAN's batch losses are their means."""
     real, fake = LOGITS / 10, LOGITS[::-1] / 7
-    ones = jnp.ones(len(real))
-    ls = ADVERSARIAL_TERMS["least_squares"]
-    np.testing.assert_allclose(weighted_mean(ls.real(real), ones), np.mean((real - 1) ** 2))
-    np.testing.assert_allclose(weighted_mean(ls.fake(fake), ones), np.mean(fake**2), rtol=1e-6)
-    np.testing.assert_allclose(weighted_mean(ls.generator(fake), ones), np.mean((fake - 1) ** 2))
+    r, f = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    formulas = {
+        "least_squares": ((r - 1) ** 2, f**2, (f - 1) ** 2),
+        "non_saturating": (-np.log(sigmoid(r)), -np.log(1 - sigmoid(f)), -np.log(sigmoid(f))),
+        "hinge": (np.maximum(0, 1 - r), np.maximum(0, 1 + f), -f),
+    }
+    for name, (d_real, d_fake, g_fake) in formulas.items():
+        terms = PER_EXAMPLE_TERMS[name]
+        np.testing.assert_allclose(terms.real(real), d_real, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(terms.fake(fake), d_fake, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(terms.generator(fake), g_fake, rtol=1e-5, atol=1e-7)
     library = {
         "non_saturating": (discriminator_loss, generator_loss),
         "hinge": (hinge_discriminator_loss, hinge_generator_loss),
     }
+    ones = jnp.ones(len(real))
     for name, (d_loss, g_loss) in library.items():
-        terms = ADVERSARIAL_TERMS[name]
-        d = weighted_mean(terms.real(real), ones) + weighted_mean(terms.fake(fake), ones)
-        np.testing.assert_allclose(d, d_loss(real, fake), rtol=1e-6)
-        np.testing.assert_allclose(weighted_mean(terms.generator(fake), ones), g_loss(fake))
+        d_real, d_fake, g_fake = formulas[name]
+        np.testing.assert_allclose(d_loss(real, fake), d_real.mean() + d_fake.mean(), rtol=1e-5)
+        np.testing.assert_allclose(g_loss(fake), g_fake.mean(), rtol=1e-5, atol=1e-7)
+        weighted = weighted_mean(PER_EXAMPLE_TERMS[name].generator(fake), ones)
+        np.testing.assert_allclose(weighted, g_loss(fake), rtol=1e-6, atol=1e-7)
 
 
 def test_inverted_domain_pairs_each_image_with_another_example():

@@ -52,14 +52,10 @@ F(G(a)) of held-out images, and ``translations_ba``, rows b, F(b), G(F(b)) (with
 ``"images_b"``, of the held-out ``images_b``).
 """
 
-import dataclasses
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
-from ssl_jax.adversarial import LOSSES as LIBRARY_LOSSES
-from ssl_jax.adversarial import real_probability
+from ssl_jax.adversarial import PER_EXAMPLE_TERMS, real_probability
 from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.models.cycle_gan import TranslationGenerator
@@ -79,7 +75,7 @@ DEFAULTS = dict(
 )
 
 DOMAINS = ("images_b", "label", "inverted")
-LOSSES = ("least_squares", *LIBRARY_LOSSES)
+LOSSES = ("least_squares", "non_saturating", "hinge")
 GENERATORS = ("generator_ab", "generator_ba")
 DISCRIMINATORS = (
     "discriminator_a",
@@ -90,35 +86,6 @@ DISCRIMINATORS = (
 
 
 # --- the losses, per example, and their weighted means -------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class AdversarialTerms:
-    """The per-example terms of a game, logits [B] → [B]: D's on real and on translated
-    images, and the generator's on its translations."""
-
-    real: Callable
-    fake: Callable
-    generator: Callable
-
-
-ADVERSARIAL_TERMS = {
-    "least_squares": AdversarialTerms(
-        real=lambda logit: jnp.square(logit - 1.0),
-        fake=jnp.square,
-        generator=lambda logit: jnp.square(logit - 1.0),
-    ),
-    "non_saturating": AdversarialTerms(
-        real=lambda logit: jax.nn.softplus(-logit),
-        fake=jax.nn.softplus,
-        generator=lambda logit: jax.nn.softplus(-logit),
-    ),
-    "hinge": AdversarialTerms(
-        real=lambda logit: jax.nn.relu(1.0 - logit),
-        fake=lambda logit: jax.nn.relu(1.0 + logit),
-        generator=jnp.negative,
-    ),
-}
 
 
 def weighted_mean(values, weights):
@@ -225,7 +192,7 @@ def make(config, input_spec) -> Objective:
     cfg = config.objective
     spec_a, spec_b = check_config(cfg, input_spec)
     dtype = jnp.dtype(config.compute_dtype)
-    terms = ADVERSARIAL_TERMS[cfg.loss]
+    terms = PER_EXAMPLE_TERMS[cfg.loss]
     # Read once: the functions below do not follow later edits of the config.
     domains, cycle_weight, identity_weight = cfg.domains, cfg.cycle_weight, cfg.identity_weight
     widths, blocks = tuple(cfg.generator_widths), cfg.residual_blocks
