@@ -1,6 +1,9 @@
 """Content vs style disentangling (notes 004, 003): instance normalisation and AdaIN by their
 definitions, a style image that is never the image itself, the adversarial classifier's two
-groups, and the probes on the glyphs: content tells the letter, style the font."""
+groups, the probes on the glyphs (content tells the letter, style the font) and on colour
+digits (content tells the digit, style the colour)."""
+
+import os
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +86,41 @@ def test_a_missing_style_label_is_a_one_line_error():
         make_objective(tiny_config("content_style"), spec)
 
 
+def test_colour_digits_pair_every_digit_with_every_colour_and_the_config_builds():
+    from ssl_jax.config import load_config
+    from ssl_jax.data import load_dataset
+    from ssl_jax.data.colour_digits import COLOURS, colourise
+    from ssl_jax.data.datasets import _mnist_subset_arrays
+    from ssl_jax.data.spec import decoded_spec
+    from tests.configs import REPO
+
+    data = load_dataset("colour_digits")
+    assert data.spec["images"] == ArraySpec((28, 28, 3), "uint8", "images")
+    assert data.spec["labels"].num_values == data.spec["colour"].num_values == 10
+    labels = np.concatenate([data.train["labels"], data.test["labels"]])
+    colours = np.concatenate([data.train["colour"], data.test["colour"]])
+    assert np.all(np.bincount(labels * 10 + colours) == 50)  # independent labels
+    assert np.all(np.bincount(data.test["labels"] * 10 + data.test["colour"]) == 10)
+    # Each image is a grey digit times its colour: pixel = round(intensity / 255 · RGB).
+    grey = _mnist_subset_arrays()[0][:40]
+    picked = np.arange(40) % 10
+    rgb = np.asarray([value for _, value in COLOURS], np.float32)[picked][:, None, None, :]
+    expected = np.round(grey.astype(np.float32) / 255 * rgb)
+    np.testing.assert_array_equal(colourise(grey, picked), expected.astype(np.uint8))
+    # In the dataset, an image's channels are one grey picture scaled by its colour.
+    images = data.train["images"][:200].astype(np.float32)
+    rgb_of = np.asarray([value for _, value in COLOURS], np.float32)[data.train["colour"][:200]]
+    bright = rgb_of[:, 0] >= 100  # the intensity read from a bright red channel
+    intensity = images[bright, ..., 0] / rgb_of[bright, 0][:, None, None]
+    predicted = intensity[..., None] * rgb_of[bright][:, None, None, :]
+    assert bright.sum() > 100 and np.abs(predicted - images[bright]).max() <= 2.0
+    config = load_config(f"{REPO}/experiments/content_style_colour_digits.py")
+    objective = make_objective(config, data.spec)
+    batch = sample_batch(decoded_spec(data.spec))
+    params = jax.eval_shape(objective.init, jax.random.key(0), batch)[0]
+    assert set(params) == {"content_encoder", "style_encoder", "decoder", "classifier"}
+
+
 def test_style_learns_the_font_and_content_drops_it_on_glyphs(tmp_path):
     """300 steps of 64 glyphs halved to 16×16 (widths 16, 32), read out on 1,000 training and
     500 held-out glyphs. Measured in the suite's environment at seeds 0 / 1, trained vs random
@@ -113,3 +151,46 @@ def test_style_learns_the_font_and_content_drops_it_on_glyphs(tmp_path):
     assert style_font["trained"] > style_font["random_init"] + 0.018, scores
     assert content_font["trained"] < content_font["random_init"] - 0.011, scores
     assert content_character["trained"] > content_character["random_init"] + 0.007, scores
+
+
+def colour_digit_scores(workdir, seed: int = 0) -> dict:
+    """200 steps of 64 colour digits halved to 14×14 (widths 16, 32), read out on 1,000
+    training and 500 held-out digits: both codes on both labels."""
+    from ssl_jax.data import load_dataset
+
+    data = load_dataset("colour_digits")
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "colour14.npz")
+    images = np.concatenate([data.train["images"], data.test["images"]]).astype(np.float32)
+    halved = images.reshape(-1, 14, 2, 14, 2, 3).mean(axis=(2, 4))
+    np.savez(
+        path,
+        images=np.round(halved).astype(np.uint8),
+        labels=np.concatenate([data.train["labels"], data.test["labels"]]),
+        colour=np.concatenate([data.train["colour"], data.test["colour"]]),
+    )
+    config = learning_config("content_style", num_steps=200, dataset=f"npz:{path}", batch_size=64)
+    config.seed = seed
+    config.objective.widths = (16, 32)
+    config.objective.style_label = "colour"
+    config.readout.max_train_examples = 1000
+    config.readout.max_heldout_examples = 500
+    config.readout.l2_grid = (1e-2,)
+    return train(config, os.path.join(workdir, "run"))["representations"]
+
+
+# Measured at seeds 0 / 1, trained vs random init (kNN): style → colour 0.948 vs 0.492 / 0.724
+# vs 0.390; content → colour 0.146 vs 0.542 / 0.146 vs 0.506 (chance 0.100); content → digit
+# 0.902 vs 0.852 / 0.918 vs 0.870. The test asks for about half the smaller gap of each.
+def test_where_the_style_is_a_colour_the_codes_separate(tmp_path):
+    """On colour digits the style is a per-channel statistic, which instance normalisation
+    takes out of the content code and AdaIN puts back: the style code learns the colour, the
+    content code's kNN on the colour falls to near chance, and the content code keeps the
+    digit."""
+    scores = colour_digit_scores(str(tmp_path))
+    style_colour = scores["style"]["colour"]["knn"]
+    content_colour = scores["content"]["colour"]["knn"]
+    content_digit = scores["content"]["labels"]["knn"]
+    assert style_colour["trained"] > style_colour["random_init"] + 0.15, scores
+    assert content_colour["trained"] < content_colour["random_init"] - 0.18, scores
+    assert content_digit["trained"] > content_digit["random_init"] + 0.02, scores

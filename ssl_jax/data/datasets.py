@@ -18,6 +18,8 @@ split into ``train`` and a fixed held-out ``test`` part:
 - ``digit_domains``: two unpaired image domains for translation (CycleGAN): the MNIST-subset
   digits as ``images`` and typeset digits in the glyph faces as ``images_b``, each with its
   own label (`ssl_jax.data.domains`).
+- ``colour_digits``: the MNIST-subset digits in ten colours, labelled ``labels`` and
+  ``colour`` (`ssl_jax.data.colour_digits`).
 - ``npz:/path/file.npz``: the user's arrays, any of ``images`` (N, H, W, C) or (N, H, W) uint8
   or float in [0, 1], ``tokens`` (N, L) non-negative integers, ``audio`` (N, T) int16 or float
   in [-1, 1], and integer labels (N,) under ``labels`` or any other name. Held out: 20%,
@@ -371,6 +373,12 @@ def load_digit_domains() -> ArrayDataset:
     return load()
 
 
+def load_colour_digits() -> ArrayDataset:
+    from ssl_jax.data.colour_digits import load_colour_digits as load
+
+    return load()
+
+
 # The embedded datasets by name; each loader imports what only it needs when called.
 _LOADERS = {
     "mnist_subset": load_mnist_subset,
@@ -381,6 +389,7 @@ _LOADERS = {
     "photo_patches": load_photo_patches,
     "glyphs": load_glyphs,
     "digit_domains": load_digit_domains,
+    "colour_digits": load_colour_digits,
 }
 
 
