@@ -121,6 +121,17 @@ def test_colour_digits_pair_every_digit_with_every_colour_and_the_config_builds(
     assert set(params) == {"content_encoder", "style_encoder", "decoder", "classifier"}
 
 
+def small_images_config(dataset: str, num_steps: int):
+    """The learning checks' run: batch 64, widths (16, 32), read out on 1,000 training and 500
+    held-out examples with one L2 value."""
+    config = learning_config("content_style", num_steps=num_steps, dataset=dataset, batch_size=64)
+    config.objective.widths = (16, 32)
+    config.readout.max_train_examples = 1000
+    config.readout.max_heldout_examples = 500
+    config.readout.l2_grid = (1e-2,)
+    return config
+
+
 def test_style_learns_the_font_and_content_drops_it_on_glyphs(tmp_path):
     """300 steps of 64 glyphs halved to 16×16 (widths 16, 32), read out on 1,000 training and
     500 held-out glyphs. Measured in the suite's environment at seeds 0 / 1, trained vs random
@@ -139,11 +150,7 @@ def test_style_learns_the_font_and_content_drops_it_on_glyphs(tmp_path):
         character=arrays["character"],
         font=arrays["font"],
     )
-    config = learning_config("content_style", num_steps=300, dataset=f"npz:{path}", batch_size=64)
-    config.objective.widths = (16, 32)
-    config.readout.max_train_examples = 1000
-    config.readout.max_heldout_examples = 500
-    config.readout.l2_grid = (1e-2,)
+    config = small_images_config(f"npz:{path}", num_steps=300)
     scores = train(config, str(tmp_path / "run"))["representations"]
     style_font = scores["style"]["font"]["knn"]
     content_font = scores["content"]["font"]["knn"]
@@ -169,13 +176,9 @@ def colour_digit_scores(workdir, seed: int = 0) -> dict:
         labels=np.concatenate([data.train["labels"], data.test["labels"]]),
         colour=np.concatenate([data.train["colour"], data.test["colour"]]),
     )
-    config = learning_config("content_style", num_steps=200, dataset=f"npz:{path}", batch_size=64)
+    config = small_images_config(f"npz:{path}", num_steps=200)
     config.seed = seed
-    config.objective.widths = (16, 32)
     config.objective.style_label = "colour"
-    config.readout.max_train_examples = 1000
-    config.readout.max_heldout_examples = 500
-    config.readout.l2_grid = (1e-2,)
     return train(config, os.path.join(workdir, "run"))["representations"]
 
 
