@@ -75,7 +75,7 @@ DEFAULTS = dict(
 )
 
 DOMAINS = ("images_b", "label", "inverted")
-LOSSES = ("least_squares", "non_saturating", "hinge")
+LOSSES = tuple(PER_EXAMPLE_TERMS)  # every game ssl_jax.adversarial defines terms for
 GENERATORS = ("generator_ab", "generator_ba")
 DISCRIMINATORS = (
     "discriminator_a",
