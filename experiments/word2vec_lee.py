@@ -2,7 +2,7 @@
 
 python -m ssl_jax.train --config experiments/word2vec_lee.py --workdir runs/word2vec_lee
 python -m ssl_jax.train --config experiments/word2vec_lee.py --workdir runs/w2v_cbow \
-    --config.objective.mode=cbow
+    --config.objective.mode=cbow      # CBOW at gensim's α; experiments/word2vec_lee_cbow.py: α/2
 
 The settings are gensim's defaults (dimension 100, window 5, 5 negatives, min count 5 in the
 dataset, subsampling 1e-3), so benchmarks/word2vec.py compares the two on the same footing.
@@ -33,17 +33,27 @@ def get_config():
             **word2vec.DEFAULTS,  # skip-gram ("cbow" for CBOW), negative sampling, dim 100 …
         )
         # The reference implementation's update: plain SGD on the SUM of the pairs' losses (a
-        # step of lr per pair), separate noise draws for every pair, and in CBOW every context
-        # vector takes the whole gradient of the mean of the contexts.
-        | dict(reduction="sum", noise_per_pair=True, cbow_full_update=True)
+        # step of lr per pair), separate noise draws for every pair, in CBOW every context
+        # vector takes the whole gradient of the mean of the contexts; as gensim does, a noise
+        # word equal to the target is skipped, a term with |u·h| ≥ 6 takes no step, and the
+        # input vectors start uniform in ±1/D.
+        | dict(
+            reduction="sum",
+            noise_per_pair=True,
+            cbow_full_update=True,
+            skip_target_noise=True,
+            max_logit=6.0,
+            init_scale=1.0,
+        )
     )
 
-    # word2vec's per-pair SGD at gensim's α, decayed from 0.025 to 0.0001 (gensim: linearly;
-    # here cosine). 0.05 trained better on some seeds but diverged on others: docs/word2vec.md.
+    # word2vec's per-pair SGD at gensim's α, decayed linearly from 0.025 to 0.0001. 0.05
+    # trained better on some seeds but diverged on others: docs/word2vec.md.
     c.optim.name = "sgd"
     c.optim.momentum = 0.0
     c.optim.lr = 0.025
     c.optim.weight_decay = 0.0
     c.optim.warmup_steps = 0
     c.optim.end_lr_fraction = 0.004
+    c.optim.decay = "linear"
     return c

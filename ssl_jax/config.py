@@ -44,7 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
             lr=1e-3,  # base learning rate, scaled by lr_scaling
             lr_scaling="none",  # none | linear (lr·B/256) | sqrt (lr·sqrt(B/256))
             warmup_steps=0,
-            end_lr_fraction=0.0,  # cosine decay ends at lr·end_lr_fraction
+            end_lr_fraction=0.0,  # the decay ends at lr·end_lr_fraction
+            decay="cosine",  # cosine | linear: the shape of the decay after warmup
             weight_decay=0.0,  # not applied to biases and normalisation parameters
             momentum=0.9,  # sgd and lars
             b1=0.9,

@@ -1,4 +1,5 @@
-"""Optimizers from the config: SGD with momentum, AdamW and LARS, with warmup + cosine decay.
+"""Optimizers from the config: SGD with momentum, AdamW and LARS, with warmup + cosine decay
+(or linear decay, ``optim.decay="linear"``, word2vec's schedule).
 
 Weight decay (and LARS's trust ratio) skip biases and normalisation parameters: every
 parameter with fewer than two dimensions.
@@ -13,6 +14,7 @@ from ssl_jax.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 LR_SCALINGS = ("none", "linear", "sqrt")
+DECAYS = ("cosine", "linear")
 
 
 def scaled_learning_rate(optim_config, global_batch: int) -> float:
@@ -25,15 +27,32 @@ def scaled_learning_rate(optim_config, global_batch: int) -> float:
 
 
 def learning_rate_schedule(optim_config, total_steps: int, global_batch: int) -> optax.Schedule:
-    """Linear warmup from 0 to the peak, then cosine decay to ``peak·end_lr_fraction``."""
+    """Linear warmup from 0 to the peak, then decay to ``peak·end_lr_fraction`` at the last step.
+
+    The decay is a half cosine (``optim.decay="cosine"``, the default) or a straight line
+    (``"linear"``: word2vec's α, which falls linearly with the words seen).
+    """
     peak = scaled_learning_rate(optim_config, global_batch)
     warmup = min(optim_config.warmup_steps, max(total_steps - 1, 0))
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if warmup else peak,
-        peak_value=peak,
-        warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1),
-        end_value=peak * optim_config.end_lr_fraction,
+    decay = optim_config.get("decay", "cosine")
+    if decay not in DECAYS:
+        raise UserError(f"optim.decay must be one of {DECAYS}, got {decay!r}.")
+    if decay == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0 if warmup else peak,
+            peak_value=peak,
+            warmup_steps=warmup,
+            decay_steps=max(total_steps, warmup + 1),
+            end_value=peak * optim_config.end_lr_fraction,
+        )
+    return optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, peak, warmup),
+            optax.linear_schedule(
+                peak, peak * optim_config.end_lr_fraction, max(total_steps - warmup, 1)
+            ),
+        ],
+        boundaries=[warmup],
     )
 
 

@@ -296,3 +296,29 @@ def test_jit_and_eager_agree():
     np.testing.assert_allclose(
         jax.jit(ema_update)(target, online, 0.9)["w"], ema_update(target, online, 0.9)["w"]
     )
+
+
+@pytest.mark.parametrize("decay", ["cosine", "linear"])
+@pytest.mark.parametrize(("total_steps", "warmup"), [(100, 0), (50, 10)])
+def test_learning_rate_schedule_matches_its_formula(decay, total_steps, warmup):
+    """Warmup 0 → peak over ``warmup`` steps, then peak → peak·f by a half cosine or a line."""
+    import ml_collections
+
+    from ssl_jax.optim import learning_rate_schedule
+
+    peak, fraction = 0.025, 0.004
+    optim = ml_collections.ConfigDict(
+        dict(lr=peak, lr_scaling="none", warmup_steps=warmup, end_lr_fraction=fraction)
+    )
+    optim.decay = decay
+    schedule = learning_rate_schedule(optim, total_steps, global_batch=16)
+    end = peak * fraction
+    for step in [0, 1, warmup // 2, warmup, (total_steps + warmup) // 2, total_steps - 1]:
+        if step < warmup:
+            expected = peak * step / warmup
+        else:
+            progress = (step - warmup) / (total_steps - warmup)
+            shape = (1 + np.cos(np.pi * progress)) / 2 if decay == "cosine" else 1 - progress
+            expected = end + (peak - end) * shape
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5, abs=1e-9), step
+    assert float(schedule(total_steps + 3)) == pytest.approx(end, rel=1e-5)

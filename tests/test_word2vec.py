@@ -1,6 +1,7 @@
 """word2vec: the losses against NumPy references, the sampling statistics, and learning on lee."""
 
 import heapq
+import os
 
 import jax
 import jax.numpy as jnp
@@ -88,6 +89,38 @@ def test_negative_sampling_noise_per_pair_and_sum_reduction():
         losses.append(loss - sum(np.log(_sigmoid(-OUTPUT[n] @ v)) for n in noise[b, t, c]))
     assert float(pairs) == len(losses) > 0
     assert float(value) == pytest.approx(np.sum(losses), rel=1e-5)
+
+
+def test_skipped_target_noise_and_logit_limit_match_the_reference_update():
+    """gensim's per-pair step: noise words equal to the target take no term, and a term whose
+    logit has |u·h| ≥ max_logit takes no gradient (its loss still counts)."""
+    _, mask = _contexts(jax.random.key(7))
+    h, pair_mask = w2v.input_vectors(jnp.asarray(EMBEDDING), jnp.asarray(TOKENS), mask, "skipgram")
+    noise = RNG.integers(2, VOCAB, size=(*mask.shape, K)).astype(np.int32)
+    noise[..., 0] = TOKENS[..., None]  # every pair's first noise word is its target
+    limit = 1.5
+
+    def loss(output):
+        return w2v.negative_sampling_loss(
+            h, output, TOKENS, noise, pair_mask, "sum", skip_target_noise=True, max_logit=limit
+        )[0]
+
+    value, grad = jax.value_and_grad(loss)(jnp.asarray(OUTPUT))
+    offsets = [*range(-WINDOW, 0), *range(1, WINDOW + 1)]
+    total, expected, limited = 0.0, np.zeros_like(OUTPUT), 0
+    for b, t, c in zip(*np.nonzero(mask), strict=True):
+        v, target = EMBEDDING[TOKENS[b, t + offsets[c]]], TOKENS[b, t]
+        terms = [(target, 1.0)] + [(n, 0.0) for n in noise[b, t, c] if n != target]
+        for word, label in terms:  # ℓ = −log σ(±u·v); ∂ℓ/∂u = (σ(u·v) − label)·v
+            logit = OUTPUT[word] @ v
+            total -= np.log(_sigmoid(logit if label else -logit))
+            if abs(logit) < limit:
+                expected[word] += (_sigmoid(logit) - label) * v
+            else:
+                limited += 1
+    assert limited > 0
+    assert float(value) == pytest.approx(total, rel=1e-5)
+    np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_cbow_full_update_gives_every_context_the_whole_gradient_of_the_mean():
@@ -272,6 +305,26 @@ def test_word2vec_needs_token_counts():
     spec = {"tokens": ArraySpec((8,), "int32", "tokens", num_values=2, vocabulary=vocab)}
     with pytest.raises(UserError, match="mode"):
         w2v.make(_config(mode="glove"), spec)
+
+
+@pytest.mark.parametrize("name", ["word2vec_lee.py", "word2vec_lee_cbow.py"])
+def test_experiment_configs_build_gensims_update(lee, name):
+    from ssl_jax.config import load_config
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = load_config(os.path.join(repo, "experiments", name))
+    assert config.objective.mode == ("cbow" if "cbow" in name else "skipgram")
+    assert config.optim.decay == "linear" and config.optim.name == "sgd"
+    objective = w2v.make(config, decoded_spec(lee.spec))
+    params, batch_stats, state = objective.init(jax.random.key(0), None)
+    table = np.abs(np.asarray(params["embedding"]["table"]))
+    dim = config.objective.dim
+    assert 0.99 / dim < table.max() <= 1.0 / dim  # init_scale=1: gensim's ±1/D
+    batch = {"tokens": jnp.asarray(lee.train["tokens"][:4])}
+    value, out = objective.loss(params, batch_stats, state, batch, jax.random.key(1), 0, group="m")
+    # Zero output vectors: every term is log 2, one positive and ≤ 5 noise terms per pair.
+    pairs = float(out.metrics["pairs"])
+    assert pairs > 0 and np.log(2) * pairs < float(value) <= 6 * np.log(2) * pairs + 1e-3
 
 
 def _train(objective, dataset, tx, epochs: int, seed: int):

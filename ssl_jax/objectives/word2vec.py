@@ -37,8 +37,14 @@ Config fields beyond the sizes (``dim``, ``window``, ``negatives``, ``sample``, 
 - ``cbow_full_update``: False (default) takes the exact gradient of the mean (each context
   vector gets 1/count of ∂ℓ/∂h); True gives each the whole ∂ℓ/∂h, as the reference
   implementation (and gensim's ``cbow_mean=1``) updates them.
+- ``skip_target_noise``: True drops a noise word that equals the pair's target (gensim and
+  word2vec.c skip it); False (default) keeps it as a negative.
+- ``max_logit``: > 0 stops the gradient of every logit u·h with |u·h| ≥ ``max_logit``, as gensim
+  skips the update of a term outside its sigmoid table (MAX_EXP = 6); 0 (default): no limit.
+- ``init_scale``: the input vectors start uniform in ±``init_scale``/D: 0.5 (default) is
+  word2vec.c's range, 1.0 gensim's.
 
-Modules: ``embedding`` {"table": [V, D]} (v, uniform in ±0.5/D as in word2vec) and ``output``
+Modules: ``embedding`` {"table": [V, D]} (v, uniform in ±init_scale/D) and ``output``
 {"table": [V, D]} (u, zeros; for hierarchical softmax row n is inner node n of the tree, V − 1
 rows used). Representation ``embedding``: tokens [N, L] → mean of v over the non-pad tokens,
 so ids [N, 1] give the word vectors.
@@ -72,6 +78,9 @@ DEFAULTS = dict(
     reduction="mean",
     noise_per_pair=False,
     cbow_full_update=False,
+    skip_target_noise=False,
+    max_logit=0.0,
+    init_scale=0.5,
 )
 
 
@@ -270,7 +279,17 @@ def input_vectors(embedding, tokens, mask, mode: str, full_context_update: bool 
 # --- the losses -----------------------------------------------------------------------------
 
 
-def negative_sampling_loss(h, output, targets, noise, mask, reduction: str = "mean"):
+def negative_sampling_loss(
+    h,
+    output,
+    targets,
+    noise,
+    mask,
+    reduction: str = "mean",
+    *,
+    skip_target_noise: bool = False,
+    max_logit: float = 0.0,
+):
     """Negative-sampling loss of word2vec (notes 002 §2.7; Mikolov et al. 2013b, eq. 4).
 
     For a pair with input vector h and target word w_t, with K noise words w_k ~ P_n:
@@ -285,6 +304,10 @@ def negative_sampling_loss(h, output, targets, noise, mask, reduction: str = "me
     once per target and shared by its C pairs, so only [..., K, D] output vectors are gathered
     (each pair still sees K i.i.d. noise words); noise ``[..., C, K]`` gives each pair its own.
 
+    Two details of the reference implementation are options: ``skip_target_noise`` leaves out
+    the terms of noise words equal to w_t, and ``max_logit`` > 0 stops the gradient of the terms
+    whose logit has |u·h| ≥ max_logit (gensim takes no step on them; their loss still counts).
+
     Args:
       h: [..., C, D] input vectors.
       output: [V, D] output vectors u.
@@ -292,6 +315,8 @@ def negative_sampling_loss(h, output, targets, noise, mask, reduction: str = "me
       noise: [..., K] or [..., C, K] int32 noise words of each target or of each pair.
       mask: [..., C] bool, the pairs that count.
       reduction: "mean" or "sum" over the pairs.
+      skip_target_noise: drop the noise terms whose word is the target.
+      max_logit: 0, or the |logit| from which a term takes no gradient.
 
     Returns:
       (loss, number of pairs).
@@ -299,9 +324,19 @@ def negative_sampling_loss(h, output, targets, noise, mask, reduction: str = "me
     positive = jnp.sum(h * output[targets][..., None, :], axis=-1)  # [..., C]
     if noise.ndim > mask.ndim:  # [..., C, K]: one draw per pair
         negative = jnp.sum(h[..., None, :] * output[noise], axis=-1)
+        is_target = noise == targets[..., None, None]
     else:  # [..., K]: shared by the target's pairs
         negative = jnp.sum(h[..., None, :] * output[noise][..., None, :, :], axis=-1)
-    per_pair = jax.nn.softplus(-positive) + jax.nn.softplus(negative).sum(-1)
+        is_target = (noise == targets[..., None])[..., None, :]
+    if max_logit > 0:
+        positive, negative = (
+            jnp.where(jnp.abs(x) < max_logit, x, jax.lax.stop_gradient(x))
+            for x in (positive, negative)
+        )
+    negative_terms = jax.nn.softplus(negative)
+    if skip_target_noise:
+        negative_terms = jnp.where(is_target, 0.0, negative_terms)
+    per_pair = jax.nn.softplus(-positive) + negative_terms.sum(-1)
     return reduce_pairs(per_pair, mask, reduction)
 
 
@@ -374,6 +409,9 @@ def make(config, input_spec) -> Objective:
         raise UserError(f"word2vec objective.reduction must be one of {REDUCTIONS}.")
     noise_per_pair = bool(cfg.get("noise_per_pair", False))
     full_context_update = bool(cfg.get("cbow_full_update", False))
+    skip_target_noise = bool(cfg.get("skip_target_noise", False))
+    max_logit = float(cfg.get("max_logit", 0.0))
+    init_scale = float(cfg.get("init_scale", 0.5))
 
     keep_probability = jnp.asarray(keep_probabilities(counts, float(cfg.get("sample", 1e-3))))
     noise_table = tuple(
@@ -385,7 +423,8 @@ def make(config, input_spec) -> Objective:
 
     def init(key, sample_batch):
         del sample_batch  # the tables' shapes come from the vocabulary
-        table = jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim)
+        bound = init_scale / dim
+        table = jax.random.uniform(key, (vocab_size, dim), jnp.float32, -bound, bound)
         params = {
             "embedding": {"table": table},
             "output": {"table": jnp.zeros((vocab_size, dim), jnp.float32)},
@@ -402,7 +441,16 @@ def make(config, input_spec) -> Objective:
         if loss_name == "negative_sampling":
             shape = pair_mask.shape if noise_per_pair else tokens.shape
             noise = sample_noise(noise_key, *noise_table, (*shape, negatives))
-            value, pairs = negative_sampling_loss(h, output, tokens, noise, pair_mask, reduction)
+            value, pairs = negative_sampling_loss(
+                h,
+                output,
+                tokens,
+                noise,
+                pair_mask,
+                reduction,
+                skip_target_noise=skip_target_noise,
+                max_logit=max_logit,
+            )
         else:
             value, pairs = hierarchical_softmax_loss(
                 h, output, tokens, points, codes, lengths, pair_mask, reduction
