@@ -8,7 +8,9 @@ conversion of Chou et al. 2019. Two encoders and a decoder:
 - ``content_encoder`` E_c: convolutions each followed by **instance normalisation** without
   learned scale or shift (every channel of every image to zero mean and unit variance over
   its positions), which removes the per-image channel statistics that carry style. Its output,
-  a spatial map of ``content_channels`` channels c = E_c(x), is the content code.
+  a spatial map of ``content_channels`` channels c = E_c(x), is the content code. With
+  ``normalize_input`` it normalises the image itself first, so a style that scales each
+  channel of the image (a colour) never reaches its first convolution.
 - ``style_encoder`` E_s: convolutions, global average pooling and a Dense to a small vector
   s = E_s(x').
 - ``decoder`` G: from c, convolutions and upsampling, each followed by **AdaIN** with s:
@@ -48,6 +50,7 @@ DEFAULTS = dict(
     style_dim=8,
     adversarial_weight=0.1,
     classifier_hidden=128,
+    normalize_input=False,
 )
 
 
@@ -60,14 +63,22 @@ def instance_norm(x, eps: float = 1e-5):
 
 class ContentEncoder(nn.Module):
     """x [B, H, W, C] → content map [B, H/2^(n−1), W/2^(n−1), channels]: conv → IN → ReLU per
-    width, then a 1×1 conv to ``channels`` and IN (a narrow code: 8×8×8 for 32×32 glyphs)."""
+    width, then a 1×1 conv to ``channels`` and IN (a narrow code: 8×8×8 for 32×32 glyphs).
+
+    ``normalize_input`` instance-normalises x itself first. An image whose channels are one
+    picture times a colour (c_k·g) then reaches the first convolution as the same IN(g) in every
+    channel of c_k > 0, whatever the colour; without it the first convolution's filters mix
+    the channels into colour-dependent filters whose traces IN cannot remove."""
 
     widths: tuple[int, ...]
     channels: int
+    normalize_input: bool = False
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x):
+        if self.normalize_input:
+            x = instance_norm(x)
         for index, width in enumerate(self.widths):
             stride = 1 if index == 0 else 2
             x = nn.Conv(width, (3, 3), strides=stride, dtype=self.dtype)(x)
@@ -153,7 +164,9 @@ def make(config, input_spec) -> Objective:
         )
     num_styles = style_spec.num_values
     dtype = jnp.dtype(config.compute_dtype)
-    content_encoder = ContentEncoder(widths, cfg.content_channels, dtype=dtype)
+    content_encoder = ContentEncoder(
+        widths, cfg.content_channels, bool(cfg.get("normalize_input", False)), dtype=dtype
+    )
     style_encoder = StyleEncoder(widths, cfg.style_dim, dtype=dtype)
     decoder = StyleDecoder(widths, channels, dtype=dtype)
     classifier = nn.Sequential(
