@@ -389,9 +389,19 @@ def with_defaults(saved: dict, defaults: dict) -> dict:
 
 
 def read_saved_config(path: str) -> dict:
-    """A run's ``config.json``; fields added to ssl_jax since it was saved take their defaults."""
+    """A run's ``config.json``; fields added to ssl_jax since it was saved take their defaults
+    (in ``optim`` and in each parameter group's block of ``optim_groups`` alike)."""
     with open(path) as f:
-        return with_defaults(json.load(f), to_dict(base_config()))
+        saved = json.load(f)
+    defaults = to_dict(base_config())
+    merged = with_defaults(saved, defaults)
+    groups = merged.get("optim_groups")
+    if isinstance(groups, dict):
+        merged["optim_groups"] = {
+            group: with_defaults(block, defaults["optim"]) if isinstance(block, dict) else block
+            for group, block in groups.items()
+        }
+    return merged
 
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -191,3 +191,20 @@ def test_resume_refuses_changes_that_rewrite_the_past(override, expected, finish
     assert expected in err
     assert [path.read_text() for path in saved] == before
     assert not os.path.exists(os.path.join(workdir, "config_changes.jsonl"))
+
+
+def test_a_run_saved_before_an_optimizer_field_existed_reads_as_its_default(tmp_path):
+    """``optim.decay`` came after some runs were saved: their config.json lacks it, in
+    ``optim`` and in every ``optim_groups`` block, and they ran with the cosine decay."""
+    config = config_lib.load_config(os.path.join(REPO, "experiments", "gan_mnist.py"))
+    saved = config_lib.to_dict(config)
+    for block in (saved["optim"], *saved["optim_groups"].values()):
+        assert block.pop("decay") == "cosine"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(saved))
+    restored = config_lib.read_saved_config(str(path))
+    assert config_lib.config_differences(restored, config_lib.to_dict(config)) == []
+    config.optim_groups.generator.decay = "linear"  # a real change is still seen
+    assert config_lib.config_differences(restored, config_lib.to_dict(config)) == [
+        "optim_groups.generator.decay"
+    ]
