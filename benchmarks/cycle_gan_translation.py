@@ -21,6 +21,8 @@ import time
 
 import jax
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 
 from ssl_jax.checkpoint import Checkpoints
 from ssl_jax.config import apply_overrides, load_config
@@ -32,41 +34,53 @@ from ssl_jax.train import train
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def knn_accuracy(train_x, train_y, test_x, test_y) -> float:
-    from sklearn.neighbors import KNeighborsClassifier
-
-    flat = [x.reshape(len(x), -1) for x in (train_x, test_x)]
-    return float(KNeighborsClassifier(5).fit(flat[0], train_y).score(flat[1], test_y))
+def flat(images):
+    return np.asarray(images).reshape(len(images), -1)
 
 
 def domain_classifier(train_a, train_b):
     """Logistic regression on pixels telling a handwritten digit (0) from a typeset one (1)."""
-    from sklearn.linear_model import LogisticRegression
-
-    x = np.concatenate([train_a, train_b]).reshape(len(train_a) + len(train_b), -1)
+    x = flat(np.concatenate([train_a, train_b]))
     y = np.concatenate([np.zeros(len(train_a)), np.ones(len(train_b))])
     return LogisticRegression(C=0.1, max_iter=2000).fit(x, y)
 
 
-def scores(objective, params, data, domains) -> dict:
-    a, b = data.decoded("test", "images"), data.decoded("test", "images_b")
-    train_a, train_b = data.decoded("train", "images"), data.decoded("train", "images_b")
-    y_a, y_b = data.test["labels"], data.test["labels_b"]
-    pictures = jax.jit(objective.pictures)(params, {}, a, jax.random.key(0), images_b=b)
-    to_b, back_to_a = np.asarray(pictures["translations_ab"][1:])
-    to_a = np.asarray(pictures["translations_ba"][1])
-    return {
-        "ab": knn_accuracy(train_b, data.train["labels_b"], to_b, y_a),
-        "ba": knn_accuracy(train_a, data.train["labels"], to_a, y_b),
-        "ab_untranslated": knn_accuracy(train_b, data.train["labels_b"], a, y_a),
-        "ba_untranslated": knn_accuracy(train_a, data.train["labels"], b, y_b),
-        "cycle": float(np.mean(np.abs(back_to_a - a))),
-        # How often the domain classifier takes a translation for its target domain.
-        "ab_looks_b": float(domains.predict(to_b.reshape(len(to_b), -1)).mean()),
-        "ba_looks_a": float(1 - domains.predict(to_a.reshape(len(to_a), -1)).mean()),
-        "a_looks_b": float(domains.predict(a.reshape(len(a), -1)).mean()),
-        "b_looks_a": float(1 - domains.predict(b.reshape(len(b), -1)).mean()),
-    }
+class HeldOut:
+    """The held-out images of both domains, the classifiers fitted on the training ones, and
+    what the classifiers make of the untranslated held-out images: computed once."""
+
+    def __init__(self, data):
+        train_a, train_b = data.decoded("train", "images"), data.decoded("train", "images_b")
+        self.a, self.b = data.decoded("test", "images"), data.decoded("test", "images_b")
+        self.y_a, self.y_b = data.test["labels"], data.test["labels_b"]
+        self.by_b = KNeighborsClassifier(5).fit(flat(train_b), data.train["labels_b"])
+        self.by_a = KNeighborsClassifier(5).fit(flat(train_a), data.train["labels"])
+        self.domains = domain_classifier(train_a, train_b)
+        self.untranslated = {
+            "ab": self.by_b.score(flat(self.a), self.y_a),
+            "ba": self.by_a.score(flat(self.b), self.y_b),
+            "a_looks_b": self.looks_b(self.a),
+            "b_looks_a": 1 - self.looks_b(self.b),
+        }
+
+    def looks_b(self, images) -> float:
+        """The fraction of ``images`` the domain classifier takes for typeset (B)."""
+        return float(self.domains.predict(flat(images)).mean())
+
+    def scores(self, objective, params) -> dict:
+        pictures = jax.jit(objective.pictures)(
+            params, {}, self.a, jax.random.key(0), images_b=self.b
+        )
+        to_b, back_to_a = np.asarray(pictures["translations_ab"][1:])
+        to_a = np.asarray(pictures["translations_ba"][1])
+        return {
+            "ab": float(self.by_b.score(flat(to_b), self.y_a)),
+            "ba": float(self.by_a.score(flat(to_a), self.y_b)),
+            "cycle": float(np.mean(np.abs(back_to_a - self.a))),
+            # How often the domain classifier takes a translation for its target domain.
+            "ab_looks_b": self.looks_b(to_b),
+            "ba_looks_a": 1 - self.looks_b(to_a),
+        }
 
 
 def main():
@@ -89,7 +103,7 @@ def main():
     trained = checkpoints.restore_modules(checkpoints.latest_step(), modules)["params"]
     knn_ab = readout["generator_ab"]["labels"]["knn"]
     knn_ba = readout["generator_ba"]["labels_b"]["knn"]
-    domains = domain_classifier(data.decoded("train", "images"), data.decoded("train", "images_b"))
+    held_out = HeldOut(data)
     print(
         "| generators | steps | wall | G(a) by B | F(b) by A | G(a) taken for B | "
         "F(b) taken for A | |F(G(a)) − a| per pixel | "
@@ -97,7 +111,7 @@ def main():
         "|---|---|---|---|---|---|---|---|---|---|"
     )
     for name, params, steps in (("initial", initial, 0), ("trained", trained, config.num_steps)):
-        s = scores(objective, params, data, domains)
+        s = held_out.scores(objective, params)
         knn = (
             (knn_ab["random_init"], knn_ba["random_init"])
             if steps == 0
@@ -108,11 +122,12 @@ def main():
             f"{s['ba']:.3f} | {s['ab_looks_b']:.3f} | {s['ba_looks_a']:.3f} | "
             f"{s['cycle']:.3f} | {knn[0]:.3f} | {knn[1]:.3f} |"
         )
+    u = held_out.untranslated
     print(
-        f"untranslated: B's classifier on handwritten digits {s['ab_untranslated']:.3f}, "
-        f"A's on typeset digits {s['ba_untranslated']:.3f}; the domain classifier takes "
-        f"{s['a_looks_b']:.3f} of the held-out handwritten digits for typeset and "
-        f"{s['b_looks_a']:.3f} of the typeset ones for handwritten"
+        f"untranslated: B's classifier on handwritten digits {u['ab']:.3f}, "
+        f"A's on typeset digits {u['ba']:.3f}; the domain classifier takes "
+        f"{u['a_looks_b']:.3f} of the held-out handwritten digits for typeset and "
+        f"{u['b_looks_a']:.3f} of the typeset ones for handwritten"
     )
 
 

@@ -22,7 +22,6 @@ python benchmarks/word2vec.py --modes skipgram --window-length 0 --set batch_siz
 """
 
 import argparse
-import ast
 import math
 import os
 import time
@@ -31,7 +30,7 @@ import jax
 import numpy as np
 import optax
 
-from ssl_jax.config import load_config
+from ssl_jax.config import apply_overrides, load_config
 from ssl_jax.data.spec import decoded_spec
 from ssl_jax.data.text import load_lee, read_documents
 from ssl_jax.evaluation.words import evaluate
@@ -48,22 +47,6 @@ CONFIGS = {"skipgram": "word2vec_lee.py", "cbow": "word2vec_lee_cbow.py"}
 def experiment_config(mode: str):
     """The experiment config of ``mode``: experiments/word2vec_lee.py or its CBOW sibling."""
     return load_config(os.path.join(REPO, "experiments", CONFIGS[mode]))
-
-
-def apply_overrides(config, overrides):
-    """``FIELD=VALUE`` strings (dotted paths, Python literals) applied to ``config``."""
-    for item in overrides:
-        path, text = item.split("=", 1)
-        *parents, name = path.split(".")
-        node = config
-        for parent in parents:
-            node = node[parent]
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        node[name] = value
-    return config
 
 
 def train_ssl_jax(dataset, config, epochs: int, seed: int):
@@ -175,7 +158,8 @@ def main():
     print(header + f" {'train s':>8s} {'words/s':>9s} {'w/s no 1st':>10s}")
     rows = []
     for mode in args.modes.split(","):
-        config = apply_overrides(experiment_config(mode), args.set)
+        config = experiment_config(mode)
+        apply_overrides(config, args.set)
         for seed in (int(s) for s in args.seeds.split(",")):
             for library in ("gensim", "ssl_jax"):
                 if library == "gensim":

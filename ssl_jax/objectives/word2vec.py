@@ -322,12 +322,9 @@ def negative_sampling_loss(
       (loss, number of pairs).
     """
     positive = jnp.sum(h * output[targets][..., None, :], axis=-1)  # [..., C]
-    if noise.ndim > mask.ndim:  # [..., C, K]: one draw per pair
-        negative = jnp.sum(h[..., None, :] * output[noise], axis=-1)
-        is_target = noise == targets[..., None, None]
-    else:  # [..., K]: shared by the target's pairs
-        negative = jnp.sum(h[..., None, :] * output[noise][..., None, :, :], axis=-1)
-        is_target = (noise == targets[..., None])[..., None, :]
+    if noise.ndim == mask.ndim:  # [..., K]: shared by the target's C pairs
+        noise = noise[..., None, :]  # [..., 1, K], broadcast over the pairs
+    negative = jnp.sum(h[..., None, :] * output[noise], axis=-1)  # [..., C, K]
     if max_logit > 0:
         positive, negative = (
             jnp.where(jnp.abs(x) < max_logit, x, jax.lax.stop_gradient(x))
@@ -335,7 +332,7 @@ def negative_sampling_loss(
         )
     negative_terms = jax.nn.softplus(negative)
     if skip_target_noise:
-        negative_terms = jnp.where(is_target, 0.0, negative_terms)
+        negative_terms = jnp.where(noise == targets[..., None, None], 0.0, negative_terms)
     per_pair = jax.nn.softplus(-positive) + negative_terms.sum(-1)
     return reduce_pairs(per_pair, mask, reduction)
 
