@@ -8,9 +8,9 @@ out-of-vocabulary words itself); ssl_jax sees the dataset's windows of 64 in-voc
 (``--window-length 0``: whole documents, 0-padded to the longest).
 
 ssl_jax trains with the settings of experiments/word2vec_lee.py (skip-gram) and
-experiments/word2vec_lee_cbow.py (CBOW): plain SGD on the sum of the pairs' losses, α 0.025
-(CBOW 0.0125) decayed linearly to 0.0001, batch 16 windows (``--set`` overrides any of
-them), in one jitted ``lax.scan`` per epoch over the objective's ``loss``, the same step the
+experiments/word2vec_lee_cbow.py (CBOW): plain SGD on the sum of the pairs' losses, α 0.035 on
+4 windows a step (CBOW 0.0125 on 16) decayed linearly to 0.4 % of α (``--set`` overrides any
+of them), in one jitted ``lax.scan`` per epoch over the objective's ``loss``, the same step the
 trainer takes. words/s counts the in-vocabulary training words (49,332 a pass) × epochs over
 the training wall time; for ssl_jax also without the first epoch, which includes compilation.
 
