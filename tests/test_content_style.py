@@ -17,6 +17,7 @@ from ssl_jax.objectives import make_objective
 from ssl_jax.objectives.content_style import (
     AdaIN,
     ContentEncoder,
+    StyleEncoder,
     instance_norm,
     same_label_partners,
 )
@@ -98,6 +99,31 @@ def test_each_group_trains_only_its_own_modules():
         "autoencoder": ("content_encoder", "style_encoder", "decoder"),
         "classifier": ("classifier",),
     }
+
+
+def test_a_categorical_style_code_is_one_hot_forward_and_soft_backward():
+    """``style_categories`` K: the style encoder gives K logits; the decoder receives a hard
+    one-hot sample in training, through which the reconstruction still reaches the style
+    encoder (straight-through), and the ``style`` representation is one_hot(argmax)."""
+    config = tiny_config("content_style", widths=(8, 16), style_categories=5)
+    objective = make_objective(config, GLYPHS)
+    images = jax.random.uniform(jax.random.key(3), (6, 16, 16, 1))
+    batch = {**sample_batch(GLYPHS, 6), "images": images, "font": jnp.asarray([0, 0, 1, 1, 2, 2])}
+    params, batch_stats, state = objective.init(jax.random.key(0), batch)
+    logits = StyleEncoder((8, 16), 5).apply({"params": params["style_encoder"]}, images)
+    code = np.asarray(objective.representations["style"].fn(params, batch_stats, images))
+    np.testing.assert_array_equal(code, np.eye(5)[np.argmax(np.asarray(logits), axis=-1)])
+
+    def reconstruction(p):
+        _, out = objective.loss(
+            p, batch_stats, state, batch, jax.random.key(1), 0, group="autoencoder"
+        )
+        return out.metrics["reconstruction"]
+
+    grads = jax.grad(reconstruction)(params)["style_encoder"]
+    assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)) > 0
+    with pytest.raises(UserError, match="style_categories"):
+        make_objective(tiny_config("content_style", style_categories=1), GLYPHS)
 
 
 def test_a_missing_style_label_is_a_one_line_error():

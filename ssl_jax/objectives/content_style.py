@@ -30,6 +30,19 @@ pushing C's prediction from the content code toward the uniform distribution: co
 does not tell the style. Representations: ``content`` (c flattened) and ``style`` (s of the
 image itself); the readout probes both on every label, and the disentangled result is
 content → character high, font near chance, and style the reverse.
+
+With ``style_categories`` K > 0 the style code is one of K categories instead of a vector (for
+a style that takes a few discrete values: a colour, a font). E_s then gives K logits ℓ; in
+training the decoder receives the straight-through hard Gumbel-softmax sample of ℓ (Jang et
+al. 2017; `ssl_jax.quantize`, τ = 1), one-hot forward and the soft sample's gradient backward,
+and the representation is one_hot(argmax ℓ). Left alone, a categorical code collapses to one
+category; as wav2vec 2.0's diversity loss does for its codebooks, the loss adds
+
+    δ · (log K − H(q̄)),   q̄ = the batch's mean of softmax(ℓ),   δ = ``diversity_weight``,
+
+zero when the batch uses the K categories equally. A continuous code keeps whatever its features
+carry of x' beyond the style (the amount of ink of a digit changes every channel's mean) at no
+cost to the reconstruction; a category holds nothing but which category it is.
 """
 
 import flax.linen as nn
@@ -42,6 +55,7 @@ from ssl_jax.errors import UserError
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, Representation
 from ssl_jax.precision import at_least_float32
+from ssl_jax.quantize import gumbel_softmax_sample
 
 DEFAULTS = dict(
     style_label="font",
@@ -51,6 +65,8 @@ DEFAULTS = dict(
     adversarial_weight=0.1,
     classifier_hidden=128,
     normalize_input=False,
+    style_categories=0,
+    diversity_weight=0.1,
 )
 
 
@@ -167,7 +183,13 @@ def make(config, input_spec) -> Objective:
     content_encoder = ContentEncoder(
         widths, cfg.content_channels, bool(cfg.get("normalize_input", False)), dtype=dtype
     )
-    style_encoder = StyleEncoder(widths, cfg.style_dim, dtype=dtype)
+    categories = int(cfg.get("style_categories", 0))
+    if categories < 0 or categories == 1:
+        raise UserError(
+            f"content_style objective.style_categories must be 0 (a style vector) or at least "
+            f"2, got {categories}."
+        )
+    style_encoder = StyleEncoder(widths, categories or cfg.style_dim, dtype=dtype)
     decoder = StyleDecoder(widths, channels, dtype=dtype)
     classifier = nn.Sequential(
         [nn.Dense(cfg.classifier_hidden, dtype=dtype), nn.relu, nn.Dense(num_styles, dtype=dtype)]
@@ -176,13 +198,20 @@ def make(config, input_spec) -> Objective:
     def flat(content):
         return content.reshape(content.shape[0], -1)
 
+    def style_code(params, images):
+        """The style vector, or with ``style_categories`` the one-hot of the likeliest one."""
+        style = style_encoder.apply({"params": params["style_encoder"]}, images)
+        if not categories:
+            return style
+        return jax.nn.one_hot(jnp.argmax(style, axis=-1), categories, dtype=style.dtype)
+
     def init(key, sample_batch):
         images = sample_batch["images"]
         keys = jax.random.split(key, 4)
         content_params = content_encoder.init(keys[0], images)["params"]
         content = content_encoder.apply({"params": content_params}, images)
         style_params = style_encoder.init(keys[1], images)["params"]
-        style = style_encoder.apply({"params": style_params}, images)
+        style = style_code({"style_encoder": style_params}, images)
         params = {
             "content_encoder": content_params,
             "style_encoder": style_params,
@@ -206,12 +235,22 @@ def make(config, input_spec) -> Objective:
             return style_ce, LossOutput(batch_stats, metrics)
         partners = same_label_partners(key, styles)
         style = style_encoder.apply({"params": params["style_encoder"]}, images[partners])
+        metrics = {}
+        if categories:  # a hard sample of the category, and the batch's spread over them
+            probabilities = jax.nn.softmax(at_least_float32(style), axis=-1).mean(axis=0)
+            entropy = -jnp.sum(probabilities * jnp.log(probabilities + 1e-12))
+            metrics["category_perplexity"] = jnp.exp(entropy)
+            diversity = jnp.log(categories) - entropy
+            noise_key = jax.random.fold_in(key, 1)
+            style = gumbel_softmax_sample(noise_key, style, 1.0, hard=True).astype(style.dtype)
         logits = decoder.apply({"params": params["decoder"]}, content, style)
         reconstruction = optax.sigmoid_binary_cross_entropy(at_least_float32(logits), images).mean()
         # Cross-entropy of the classifier's prediction against the uniform distribution.
         confusion = -jax.nn.log_softmax(style_logits).mean()
         value = reconstruction + cfg.adversarial_weight * confusion
-        metrics = {
+        if categories:
+            value = value + cfg.get("diversity_weight", 0.1) * diversity
+        metrics |= {
             "loss": value,
             "reconstruction": reconstruction,
             "confusion": confusion,
@@ -224,9 +263,9 @@ def make(config, input_spec) -> Objective:
         content = content_encoder.apply({"params": params["content_encoder"]}, images)
         return flat(content).astype(jnp.float32)
 
-    def style_code(params, batch_stats, images):
+    def style_representation(params, batch_stats, images):
         del batch_stats
-        return style_encoder.apply({"params": params["style_encoder"]}, images).astype(jnp.float32)
+        return style_code(params, images).astype(jnp.float32)
 
     def pictures(params, batch_stats, images, key):
         """Style transfer: row 0 the held-out images; each further row decodes every image's
@@ -235,7 +274,7 @@ def make(config, input_spec) -> Objective:
         count = min(images.shape[0], 8)
         images = images[:count]
         content = content_encoder.apply({"params": params["content_encoder"]}, images)
-        styles = style_encoder.apply({"params": params["style_encoder"]}, images)
+        styles = style_code(params, images)
 
         def with_style(s):
             tiled = jnp.broadcast_to(s, (count, s.shape[-1]))
@@ -246,7 +285,7 @@ def make(config, input_spec) -> Objective:
 
     representations = {
         "content": Representation(fn=content_code, modules=("content_encoder",)),
-        "style": Representation(fn=style_code, modules=("style_encoder",)),
+        "style": Representation(fn=style_representation, modules=("style_encoder",)),
     }
     groups = {
         "autoencoder": ("content_encoder", "style_encoder", "decoder"),
