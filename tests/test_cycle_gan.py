@@ -26,6 +26,7 @@ from ssl_jax.adversarial import (
 )
 from ssl_jax.config import load_config
 from ssl_jax.data import load_dataset
+from ssl_jax.data.datasets import ArrayDataset
 from ssl_jax.data.spec import ArraySpec, decoded_spec, sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
@@ -357,6 +358,34 @@ def test_the_trainer_draws_both_translations_from_each_domains_held_out_images(m
     assert set(saved) == {"translations_ab", "translations_ba"}
     for name, source in (("translations_ab", "images"), ("translations_ba", "images_b")):
         np.testing.assert_array_equal(saved[name][0], held_out.decoded("test", source))
+
+
+def test_in_label_mode_each_grid_starts_from_its_own_domains_images(monkeypatch):
+    """``domains="label"``: one image stream whose ``labels`` say the domain. The trainer hands
+    ``pictures`` the held-out labels too, and the A → B grid starts from the images labelled 0,
+    the B → A grid from those labelled 1, each in held-out order."""
+    c = digits_config(domains="label")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 8, 8, 1), np.uint8)
+    labels = np.tile(np.asarray([1, 1, 0, 1, 0], np.int32), 8)
+    dataset = ArrayDataset.from_arrays(
+        "two_domains",
+        {"images": images, "labels": labels},
+        {"images": images[:20], "labels": labels[:20]},
+    )
+    objective = make_objective(c, dataset.spec)
+    assert objective.picture_inputs == ("images", "labels")
+    params = objective.init(jax.random.key(0), sample_batch(decoded_spec(dataset.spec)))[0]
+    saved = {}
+    monkeypatch.setattr(train, "save_pictures", lambda _, step, pictures: saved.update(pictures))
+    state = types.SimpleNamespace(params=params, batch_stats={}, step=7)
+    train.write_pictures(objective, state, dataset, "unused", seed=0)
+    held_out = dataset.readout_data(1, train.PICTURE_EXAMPLES)
+    shown, domain = held_out.decoded("test", "images"), held_out.test["labels"]
+    for name, first in (("translations_ab", 0), ("translations_ba", 1)):
+        own = shown[domain == first]
+        np.testing.assert_array_equal(saved[name][0][: len(own)], own)
+        np.testing.assert_array_equal(saved[name][0][len(own) :], shown[domain != first])
 
 
 def test_bad_settings_are_one_line_errors():

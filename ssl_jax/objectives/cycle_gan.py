@@ -307,10 +307,11 @@ def make(config, input_spec) -> Objective:
 
         return Representation(fn=fn, input=input_name, modules=(name,), layers=layers)
 
-    def pictures(params, batch_stats, images, key, images_b=None):
+    def pictures(params, batch_stats, images, key, images_b=None, labels=None):
         """Rows x, translation, cycle back, of the held-out images: A's ``images`` and B's
         ``images_b`` (with ``domains="images_b"``), or B's as ``split_domains`` makes them from
-        ``images``; grey rows shown in colour beside colour ones."""
+        ``images``; with ``domains="label"`` each grid takes the images of its own domain first
+        (by ``labels``), in their order. Grey rows shown in colour beside colour ones."""
         del batch_stats, key
         channels = max(spec_a.shape[-1], spec_b.shape[-1])
 
@@ -319,11 +320,17 @@ def make(config, input_spec) -> Objective:
             rows = [x, forward, translate(params, back, forward)]
             return jnp.stack([jnp.broadcast_to(r, (*r.shape[:-1], channels)) for r in rows])
 
-        out = {"translations_ab": grid(images, "generator_ab", "generator_ba")}
+        a = images
         if domains == "images_b":
             b = images_b
+        elif domains == "label" and labels is not None:  # a stable sort: own domain first
+            a = images[jnp.argsort(labels != 0, stable=True)]
+            b = images[jnp.argsort(labels != 1, stable=True)]
+        elif domains == "inverted":
+            b = inverted_domain(images)
         else:
-            b = inverted_domain(images) if domains == "inverted" else images
+            b = images
+        out = {"translations_ab": grid(a, "generator_ab", "generator_ba")}
         if b is not None:
             out["translations_ba"] = grid(b, "generator_ba", "generator_ab")
         return out
@@ -338,5 +345,7 @@ def make(config, input_spec) -> Objective:
         param_groups={"discriminator": DISCRIMINATORS, "generator": GENERATORS},
         representations=representations,
         pictures=pictures,
-        picture_inputs=("images", "images_b") if domains == "images_b" else ("images",),
+        picture_inputs={"images_b": ("images", "images_b"), "label": ("images", "labels")}.get(
+            domains, ("images",)
+        ),
     )
