@@ -1,11 +1,12 @@
 """word2vec (skip-gram or CBOW, negative sampling) on the Lee news corpus: 20 epochs.
 
 python -m ssl_jax.train --config experiments/word2vec_lee.py --workdir runs/word2vec_lee
-python -m ssl_jax.train --config experiments/word2vec_lee.py --workdir runs/w2v_cbow \
-    --config.objective.mode=cbow      # CBOW at gensim's α; experiments/word2vec_lee_cbow.py: α/2
+python -m ssl_jax.train --config experiments/word2vec_lee_cbow.py --workdir runs/w2v_cbow  # CBOW
 
-The settings are gensim's defaults (dimension 100, window 5, 5 negatives, min count 5 in the
+The sizes are gensim's defaults (dimension 100, window 5, 5 negatives, min count 5 in the
 dataset, subsampling 1e-3), so benchmarks/word2vec.py compares the two on the same footing.
+``--config.objective.mode=cbow`` on this config trains CBOW with skip-gram's α and batch;
+experiments/word2vec_lee_cbow.py holds CBOW's own.
 """
 
 import math
@@ -53,8 +54,8 @@ def get_config():
     # word2vec's per-pair SGD, decayed linearly to 0.4 % of α as gensim does (0.025 → 0.0001).
     # α = 0.035 rather than gensim's 0.025: at 4 windows a step it scores above gensim on both
     # similarity sets over 10 seeds, where 0.025 is level with it; α was chosen on those
-    # evaluation pairs (the corpus has no others), and at 16 windows a step 0.035 and 0.05
-    # were unsafe: docs/word2vec.md.
+    # evaluation pairs (the corpus has no others). At 16 windows a step 0.035 lowered
+    # SimLex-999 and 0.05 diverged on some seeds: docs/word2vec.md.
     c.optim.name = "sgd"
     c.optim.momentum = 0.0
     c.optim.lr = 0.035
