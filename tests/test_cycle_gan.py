@@ -342,20 +342,26 @@ def test_the_configs_build(config, spec):
     assert feature.shape == (2, c.objective.generator_widths[-1])
 
 
-def test_the_trainer_draws_both_translations_from_each_domains_held_out_images(monkeypatch):
-    """With ``images_b`` the trainer hands ``pictures`` the held-out B images as well, so the
-    B → A grid starts from typeset digits, not from the handwritten ones."""
-    c = load_config(os.path.join(REPO, "experiments", "cycle_gan_digits.py"))
-    dataset = load_dataset(c.dataset)
-    objective = make_objective(c, dataset.spec)
-    assert objective.picture_inputs == ("images", "images_b")
+def pictures_the_trainer_saves(monkeypatch, config, dataset, inputs):
+    """The grids ``train.write_pictures`` saves for a freshly initialised ``config`` (whose
+    objective must ask for the held-out arrays ``inputs``), and the held-out data it drew."""
+    objective = make_objective(config, dataset.spec)
+    assert objective.picture_inputs == inputs
     params = objective.init(jax.random.key(0), sample_batch(decoded_spec(dataset.spec)))[0]
     saved = {}
     monkeypatch.setattr(train, "save_pictures", lambda _, step, pictures: saved.update(pictures))
     state = types.SimpleNamespace(params=params, batch_stats={}, step=7)
     train.write_pictures(objective, state, dataset, "unused", seed=0)
-    held_out = dataset.readout_data(1, train.PICTURE_EXAMPLES)
     assert set(saved) == {"translations_ab", "translations_ba"}
+    return saved, dataset.readout_data(1, train.PICTURE_EXAMPLES)
+
+
+def test_the_trainer_draws_both_translations_from_each_domains_held_out_images(monkeypatch):
+    """With ``images_b`` the trainer hands ``pictures`` the held-out B images as well, so the
+    B → A grid starts from typeset digits, not from the handwritten ones."""
+    c = load_config(os.path.join(REPO, "experiments", "cycle_gan_digits.py"))
+    dataset = load_dataset(c.dataset)
+    saved, held_out = pictures_the_trainer_saves(monkeypatch, c, dataset, ("images", "images_b"))
     for name, source in (("translations_ab", "images"), ("translations_ba", "images_b")):
         np.testing.assert_array_equal(saved[name][0], held_out.decoded("test", source))
 
@@ -373,14 +379,7 @@ def test_in_label_mode_each_grid_starts_from_its_own_domains_images(monkeypatch)
         {"images": images, "labels": labels},
         {"images": images[:20], "labels": labels[:20]},
     )
-    objective = make_objective(c, dataset.spec)
-    assert objective.picture_inputs == ("images", "labels")
-    params = objective.init(jax.random.key(0), sample_batch(decoded_spec(dataset.spec)))[0]
-    saved = {}
-    monkeypatch.setattr(train, "save_pictures", lambda _, step, pictures: saved.update(pictures))
-    state = types.SimpleNamespace(params=params, batch_stats={}, step=7)
-    train.write_pictures(objective, state, dataset, "unused", seed=0)
-    held_out = dataset.readout_data(1, train.PICTURE_EXAMPLES)
+    saved, held_out = pictures_the_trainer_saves(monkeypatch, c, dataset, ("images", "labels"))
     shown, domain = held_out.decoded("test", "images"), held_out.test["labels"]
     for name, first in (("translations_ab", 0), ("translations_ba", 1)):
         own = shown[domain == first]
