@@ -40,7 +40,8 @@ category; as wav2vec 2.0's diversity loss does for its codebooks, the loss adds
 
     δ · (log K − H(q̄)),   q̄ = the batch's mean of softmax(ℓ),   δ = ``diversity_weight``,
 
-zero when the batch uses the K categories equally. A continuous code keeps whatever its features
+zero when the batch uses the K categories equally (logged: ``category_perplexity`` = exp H(q̄),
+K at best). A continuous code keeps whatever its features
 carry of x' beyond the style (the amount of ink of a digit changes every channel's mean) at no
 cost to the reconstruction; a category holds nothing but which category it is.
 """
