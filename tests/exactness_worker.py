@@ -82,6 +82,10 @@ def exactness_config(objective: str):
         from tests.test_imagegpt import igpt_config
 
         return igpt_config()
+    if objective == "content_style_categorical":  # the style one of 8 categories
+        config = tiny_config("content_style", style_categories=8)
+        config.dataset = "glyphs"
+        return config
     config = tiny_config(objective, **TINY_FIELDS.get(objective, {}))
     if objective in COLOUR:
         config.dataset = "photo_patches"

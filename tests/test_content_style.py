@@ -132,7 +132,7 @@ def test_a_missing_style_label_is_a_one_line_error():
         make_objective(tiny_config("content_style"), spec)
 
 
-def test_colour_digits_pair_every_digit_with_every_colour_and_the_config_builds():
+def test_colour_digits_pair_every_digit_with_every_colour_and_the_configs_build():
     from ssl_jax.config import load_config
     from ssl_jax.data import load_dataset
     from ssl_jax.data.colour_digits import COLOURS, colourise
@@ -160,11 +160,13 @@ def test_colour_digits_pair_every_digit_with_every_colour_and_the_config_builds(
     intensity = images[bright, ..., 0] / rgb_of[bright, 0][:, None, None]
     predicted = intensity[..., None] * rgb_of[bright][:, None, None, :]
     assert bright.sum() > 100 and np.abs(predicted - images[bright]).max() <= 2.0
-    config = load_config(f"{REPO}/experiments/content_style_colour_digits.py")
-    objective = make_objective(config, data.spec)
     batch = sample_batch(decoded_spec(data.spec))
-    params = jax.eval_shape(objective.init, jax.random.key(0), batch)[0]
-    assert set(params) == {"content_encoder", "style_encoder", "decoder", "classifier"}
+    for name, style_outputs in (("", 8), ("_categorical", 16)):  # a vector, or 16 logits
+        config = load_config(f"{REPO}/experiments/content_style_colour_digits{name}.py")
+        objective = make_objective(config, data.spec)
+        params = jax.eval_shape(objective.init, jax.random.key(0), batch)[0]
+        assert set(params) == {"content_encoder", "style_encoder", "decoder", "classifier"}
+        assert params["style_encoder"]["Dense_0"]["kernel"].shape[-1] == style_outputs
 
 
 def small_images_config(dataset: str, num_steps: int):
