@@ -152,8 +152,11 @@ def test_image_grid_places_each_picture_in_its_cell():
         "vae_mnist",
         "beta_vae_mnist",
         "vae_mnist_tfds",
+        "beta_vae_mnist_tfds",
         "linear_autoencoder_mnist",
         "linear_autoencoder_mnist_tfds",
+        "autoencoder_mnist_tfds",
+        "sparse_autoencoder_mnist_tfds",
     ],
 )
 def test_the_compression_configs_build_their_objective_on_mnist(name, mnist):
