@@ -109,9 +109,9 @@ def test_a_categorical_style_code_is_one_hot_forward_and_soft_backward():
     objective = make_objective(config, GLYPHS)
     images = jax.random.uniform(jax.random.key(3), (6, 16, 16, 1))
     batch = {**sample_batch(GLYPHS, 6), "images": images, "font": jnp.asarray([0, 0, 1, 1, 2, 2])}
-    params, batch_stats, state = objective.init(jax.random.key(0), batch)
-    logits = StyleEncoder((8, 16), 5).apply({"params": params["style_encoder"]}, images)
-    code = np.asarray(objective.representations["style"].fn(params, batch_stats, images))
+    params, batch_stats, state = jax.jit(objective.init)(jax.random.key(0), batch)
+    logits = jax.jit(StyleEncoder((8, 16), 5).apply)({"params": params["style_encoder"]}, images)
+    code = np.asarray(jax.jit(objective.representations["style"].fn)(params, batch_stats, images))
     np.testing.assert_array_equal(code, np.eye(5)[np.argmax(np.asarray(logits), axis=-1)])
 
     def reconstruction(p):
@@ -120,7 +120,7 @@ def test_a_categorical_style_code_is_one_hot_forward_and_soft_backward():
         )
         return out.metrics["reconstruction"]
 
-    grads = jax.grad(reconstruction)(params)["style_encoder"]
+    grads = jax.jit(jax.grad(reconstruction))(params)["style_encoder"]
     assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads)) > 0
     with pytest.raises(UserError, match="style_categories"):
         make_objective(tiny_config("content_style", style_categories=1), GLYPHS)
