@@ -41,9 +41,9 @@ category; as wav2vec 2.0's diversity loss does for its codebooks, the loss adds
     δ · (log K − H(q̄)),   q̄ = the batch's mean of softmax(ℓ),   δ = ``diversity_weight``,
 
 zero when the batch uses the K categories equally (logged: ``category_perplexity`` = exp H(q̄),
-K at best). A continuous code keeps whatever its features
-carry of x' beyond the style (the amount of ink of a digit changes every channel's mean) at no
-cost to the reconstruction; a category holds nothing but which category it is.
+K at best). A continuous code keeps whatever its features carry of x' beyond the style (the
+amount of ink of a digit changes every channel's mean) at no cost to the reconstruction; a
+category holds nothing but which category it is.
 """
 
 import flax.linen as nn
@@ -190,6 +190,7 @@ def make(config, input_spec) -> Objective:
             f"content_style objective.style_categories must be 0 (a style vector) or at least "
             f"2, got {categories}."
         )
+    diversity_weight = float(cfg.get("diversity_weight", 0.1))
     style_encoder = StyleEncoder(widths, categories or cfg.style_dim, dtype=dtype)
     decoder = StyleDecoder(widths, channels, dtype=dtype)
     classifier = nn.Sequential(
@@ -250,7 +251,7 @@ def make(config, input_spec) -> Objective:
         confusion = -jax.nn.log_softmax(style_logits).mean()
         value = reconstruction + cfg.adversarial_weight * confusion
         if categories:
-            value = value + cfg.get("diversity_weight", 0.1) * diversity
+            value = value + diversity_weight * diversity
         metrics |= {
             "loss": value,
             "reconstruction": reconstruction,
