@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssl_jax.errors import UserError
+from ssl_jax.models.activations import relu
 
 STEMS = ("cifar", "imagenet")
 
@@ -68,10 +69,10 @@ class BasicBlock(nn.Module):
     def __call__(self, x, train: bool):
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
         y = conv(self.features, (3, 3), self.strides, padding=1)(x)
-        y = nn.relu(batch_norm(train, self.dtype)(y))
+        y = relu(batch_norm(train, self.dtype)(y))
         y = conv(self.features, (3, 3), padding=1)(y)
         y = batch_norm(train, self.dtype, zero_scale=self.zero_init_residual)(y)
-        return nn.relu(_shortcut(x, y.shape, self.strides, train, self.dtype) + y)
+        return relu(_shortcut(x, y.shape, self.strides, train, self.dtype) + y)
 
 
 class Bottleneck(nn.Module):
@@ -90,12 +91,12 @@ class Bottleneck(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool):
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-        y = nn.relu(batch_norm(train, self.dtype)(conv(self.features, (1, 1))(x)))
+        y = relu(batch_norm(train, self.dtype)(conv(self.features, (1, 1))(x)))
         y = conv(self.features, (3, 3), self.strides, padding=1)(y)
-        y = nn.relu(batch_norm(train, self.dtype)(y))
+        y = relu(batch_norm(train, self.dtype)(y))
         y = conv(self.features * self.expansion, (1, 1))(y)
         y = batch_norm(train, self.dtype, zero_scale=self.zero_init_residual)(y)
-        return nn.relu(_shortcut(x, y.shape, self.strides, train, self.dtype) + y)
+        return relu(_shortcut(x, y.shape, self.strides, train, self.dtype) + y)
 
 
 def _shortcut(x, branch_shape, strides: int, train: bool, dtype):
@@ -179,9 +180,9 @@ def _stem(x, stem: str, width: int, train: bool, dtype):
     """[B, H, W, C] → [B, H, W, width] (cifar) or [B, H/4, W/4, width] (imagenet)."""
     if stem == "cifar":
         x = nn.Conv(width, (3, 3), 1, padding=1, use_bias=False, dtype=dtype, name="stem_conv")(x)
-        return nn.relu(batch_norm(train, dtype, name="stem_norm")(x))
+        return relu(batch_norm(train, dtype, name="stem_norm")(x))
     x = nn.Conv(width, (7, 7), 2, padding=3, use_bias=False, dtype=dtype, name="stem_conv")(x)
-    x = nn.relu(batch_norm(train, dtype, name="stem_norm")(x))
+    x = relu(batch_norm(train, dtype, name="stem_norm")(x))
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
 
