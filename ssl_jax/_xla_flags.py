@@ -8,7 +8,8 @@ as a reshape and a max, took the SimCLR main job on MNIST from 0.49 to about 1.4
 each long reduction (batch norm's mean and variance, in the forward and the backward pass)
 into a strided ``reduce-window`` loop, and YNNPACK's kernels replace those. On a 2-core Xeon
 with AVX-512 that took the main job from 2.25 to 3.0 steps/s and the ResNet-18 SimCLR step
-(batch 256) from 15.9 to 23.4 images/s (docs/performance.md). YNNPACK's element-wise fusions
+(batch 256) from 15.9 to 23.4 images/s (29.4 with the ResNet's ReLU of
+``models/activations.py``; docs/performance.md). YNNPACK's element-wise fusions
 stay off: they reject some of the transposed layouts of a training step. The flag only
 concerns the CPU backend; GPUs and TPUs are unaffected.
 
