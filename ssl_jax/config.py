@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
             # "" for the first of captions/text, captions, caption, text; ids per caption.
             text_feature="",
             text_length=77,
+            # More ClassLabel features read as labels (the readout probes each):
+            # "ARRAY=FEATURE" or "FEATURE", e.g. ("labels=label_shape", "hue=label_object_hue").
+            label_features=(),
         )
     )
     # Initialise modules from another run's checkpoint (stacked autoencoders, a frozen

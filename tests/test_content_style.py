@@ -169,6 +169,27 @@ def test_colour_digits_pair_every_digit_with_every_colour_and_the_configs_build(
         assert params["style_encoder"]["Dense_0"]["kernel"].shape[-1] == style_outputs
 
 
+def test_the_shapes3d_config_reads_shape_and_hue_through_tfds_and_builds():
+    import tensorflow_datasets as tfds
+
+    from ssl_jax.config import load_config
+    from ssl_jax.data import load_dataset
+    from ssl_jax.data.spec import decoded_spec
+    from tests.configs import REPO
+
+    config = load_config(f"{REPO}/experiments/content_style_shapes3d_tfds.py")
+    with tfds.testing.mock_data(num_examples=16):  # 3D Shapes' real features, random values
+        data = load_dataset(config.dataset, config.data.to_dict())
+        readout = data.readout_data(max_train=8, max_heldout=8)
+    assert data.spec["images"] == ArraySpec((32, 32, 3), "uint8", "images")
+    assert data.spec["labels"].num_values == 4 and data.spec["hue"].num_values == 10
+    assert readout.label_names == ["labels", "hue"] and config.objective.style_label == "hue"
+    objective = make_objective(config, data.spec)
+    batch = sample_batch(decoded_spec(data.spec))
+    params = jax.eval_shape(objective.init, jax.random.key(0), batch)[0]
+    assert params["style_encoder"]["Dense_0"]["kernel"].shape[-1] == 16  # 16 categories
+
+
 def small_images_config(dataset: str, num_steps: int):
     """The learning checks' run: batch 64, widths (16, 32), read out on 1,000 training and 500
     held-out examples with one L2 value."""

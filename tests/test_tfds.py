@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import evaluate, train
+from ssl_jax.data.spec import ArraySpec
 from ssl_jax.data.tfds import (
     TfdsSpec,
     choose_heldout_split,
@@ -90,6 +91,30 @@ class SslJaxTinyUnlabelled(tfds.core.GeneratorBasedBuilder):
         yield from _examples(first, count, labelled=False)
 
 
+class SslJaxTinyFactors(tfds.core.GeneratorBasedBuilder):
+    """One train split of 40 images, each filled with its id, with two ClassLabel factors (the
+    layout of 3D Shapes): label_shape = id % 3, label_hue = id % 5, and a float ``scale``."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        features = {
+            "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
+            "label_shape": tfds.features.ClassLabel(num_classes=3),
+            "label_hue": tfds.features.ClassLabel(num_classes=5),
+            "scale": tfds.features.Tensor(shape=(), dtype=np.float32),
+        }
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(NUM_TRAIN):
+            image = np.full(IMAGE_SHAPE, i, np.uint8)
+            yield i, {"image": image, "label_shape": i % 3, "label_hue": i % 5, "scale": i / 10}
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("tfds"))
@@ -97,7 +122,7 @@ def data_dir(tmp_path_factory):
     # the `importlib_resources` backport, which it does not install on Python >= 3.9; the standard
     # library module it backports serves.
     with mock.patch.dict(sys.modules, {"importlib_resources": importlib.resources}):
-        for builder in (SslJaxTinyLabelled, SslJaxTinyUnlabelled):
+        for builder in (SslJaxTinyLabelled, SslJaxTinyUnlabelled, SslJaxTinyFactors):
             builder(data_dir=root, file_format="array_record").download_and_prepare()
     return root
 
@@ -350,6 +375,54 @@ def test_dataset_stored_as_tfrecord_is_told_to_rebuild_as_array_record(data_dir,
     info.write_text(info.read_text().replace('"array_record"', '"tfrecord"'))
     with pytest.raises(UserError, match="stored as tfrecord.*--file_format=array_record"):
         load_tfds("tfds:ssl_jax_tiny_labelled", data_dir=str(tmp_path))
+
+
+def test_label_features_become_labels_that_batches_and_the_readout_carry(data_dir):
+    ds = load_tfds(
+        "tfds:ssl_jax_tiny_factors:train[:30]",
+        data_dir=data_dir,
+        heldout_split="train[30:]",
+        label_features=("labels=label_shape", "hue=label_hue"),
+    )
+    assert ds.num_classes == 3 and ds.spec["hue"] == ArraySpec((), "int32", "label", 5)
+    assert "hue: 5 classes" in repr(ds)
+    _, batch = next(ds.local_train_batches(8, seed=0, process_index=0, process_count=1))
+    assert set(batch) == {"images", "labels", "hue", "index"}
+    ids = batch["images"][:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(batch["labels"], ids % 3)
+    np.testing.assert_array_equal(batch["hue"], ids % 5)
+    data = ds.readout_data(max_train=30, max_heldout=10)
+    assert data.label_names == ["labels", "hue"]
+    test_ids = data.test["images"][:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(data.test["hue"], test_ids % 5)
+    np.testing.assert_array_equal(data.test["labels"], test_ids % 3)
+    # A feature read under its own name, written as one string as a command line gives it.
+    ds = load_tfds(
+        "tfds:ssl_jax_tiny_factors",
+        data_dir=data_dir,
+        heldout_split="train",
+        label_features="label_hue,shape=label_shape",
+    )
+    assert ds.num_classes is None and {"label_hue", "shape"} <= set(ds.spec)
+
+
+def test_bad_label_features_are_one_line_errors(data_dir):
+    def load(*entries):
+        return load_tfds(
+            "tfds:ssl_jax_tiny_factors",
+            data_dir=data_dir,
+            heldout_split="train",
+            label_features=entries,
+        )
+
+    with pytest.raises(UserError, match="does not have.*Did you mean 'label_hue'"):
+        load("label_hues")
+    with pytest.raises(UserError, match="'scale', which is not a ClassLabel.*label_hue"):
+        load("scale")
+    with pytest.raises(UserError, match="the array 'images', which is taken"):
+        load("images=label_hue")
+    with pytest.raises(UserError, match="the array 'hue', which is taken"):
+        load("hue=label_hue", "hue=label_shape")
 
 
 def test_unknown_dataset_and_split_are_one_line_errors(data_dir):

@@ -396,8 +396,9 @@ _LOADERS = {
 def load_dataset(name: str, tfds_options=None):
     """Loads a dataset by its config name: 'mnist_subset', 'digits', 'npz:/path/file.npz' or
     'tfds:NAME[:SPLIT]'. ``tfds_options`` (the config's ``data`` fields: image_size,
-    data_dir, heldout_split, worker_count, read_threads, prefetch_batches) apply to TFDS
-    datasets only; the others are a `Dataset` held in memory."""
+    data_dir, heldout_split, worker_count, read_threads, prefetch_batches, text_feature,
+    text_length, label_features) apply to TFDS datasets only; the others are a `Dataset` held
+    in memory."""
     if name.startswith("npz:"):
         return load_npz(name[len("npz:") :])
     if name.startswith("tfds:"):

@@ -20,7 +20,12 @@ uninterrupted run sees.
 The held-out split for the readout is ``test``, or ``validation`` when there is no ``test`` or
 its labels are withheld (ImageNet's are all -1). Labels are the ``label`` feature when it is a
 ClassLabel; datasets without one, or whose training split has its labels withheld, are
-unlabelled: they pretrain, and the trainer skips the readout.
+unlabelled: they pretrain, and the trainer skips the readout. ``label_features`` reads other
+ClassLabel features as labels too, each as ``ARRAY=FEATURE`` or ``FEATURE`` (the array named
+after the feature): ``("labels=label_shape", "hue=label_object_hue")`` on ``shapes3d`` gives
+batches an int32 ``labels`` (the shape) and ``hue``, and the readout probes every
+representation on both, as it does the embedded datasets' extra labels (``colour_digits``'s
+``colour``). Mapping ``labels`` replaces the ``label`` feature.
 
 Text: a caption feature becomes ``tokens``, int32 [``text_length``] ids (77 by default, the
 context of CLIP's text model; set it to the text model's ``max_length``), 0-padded, longer
@@ -288,6 +293,44 @@ def find_label_key(features) -> str | None:
     return None
 
 
+# Batch arrays that a label feature cannot be named after: the trainer's own.
+RESERVED_ARRAYS = ("images", "tokens", "index")
+
+
+def parse_label_features(entries, features, dataset: str) -> dict[str, str]:
+    """``ARRAY=FEATURE`` or ``FEATURE`` entries → {array name: ClassLabel feature}, checked
+    against the dataset's ``features``."""
+    if isinstance(entries, str):  # "labels=label_shape,hue=label_object_hue" from a command line
+        entries = [entry for entry in entries.split(",") if entry]
+    class_labels = sorted(
+        key for key, feature in features.items() if isinstance(feature, tfds.features.ClassLabel)
+    )
+    chosen = {}
+    for entry in entries:
+        array, _, feature = entry.rpartition("=")
+        array = array or feature
+        if feature not in features:
+            raise UserError(
+                f"label_features names {feature!r}, which {dataset!r} does not have."
+                f"{close_matches(feature, class_labels)} Its ClassLabel features: "
+                f"{', '.join(class_labels) or 'none'}."
+            )
+        if not isinstance(features[feature], tfds.features.ClassLabel):
+            raise UserError(
+                f"label_features names {feature!r}, which is not a ClassLabel feature of "
+                f"{dataset!r} (labels are class indices); its ClassLabel features: "
+                f"{', '.join(class_labels) or 'none'}."
+            )
+        if not array.isidentifier() or array in RESERVED_ARRAYS or array in chosen:
+            raise UserError(
+                f"label_features entry {entry!r} names the array {array!r}, which is "
+                f"{'taken' if array in chosen or array in RESERVED_ARRAYS else 'not a name'}; "
+                "write ARRAY=FEATURE with a new identifier, e.g. 'hue=label_object_hue'."
+            )
+        chosen[array] = feature
+    return chosen
+
+
 @dataclasses.dataclass(frozen=True)
 class TextFeature:
     """Where an example keeps its captions: ``path`` into the decoded example (``captions/text``
@@ -457,7 +500,7 @@ def choose_caption(count: int, draw: tuple[int, int, int] | None) -> int:
 @dataclasses.dataclass(frozen=True)
 class HostPreprocess:
     """A decoded TFDS example → ``{'images': uint8 [H, W, C], 'tokens'?: int32 [text_length],
-    'labels'?: int32 []}``.
+    'labels'?: int32 [], ...}``, one more int32 [] per ``(array, feature)`` of ``extra_labels``.
 
     ``tokens`` when ``text`` is set: one of the example's captions (`choose_caption`) encoded
     with ``vocabulary``. A plain picklable object, so grain can ship it to worker processes.
@@ -469,6 +512,7 @@ class HostPreprocess:
     text: TextFeature | None = None
     vocabulary: Vocabulary | None = dataclasses.field(default=None, repr=False)
     text_length: int = DEFAULT_TEXT_LENGTH
+    extra_labels: tuple[tuple[str, str], ...] = ()
 
     @functools.cached_property
     def word_ids(self) -> dict[str, int]:
@@ -495,6 +539,8 @@ class HostPreprocess:
             out["tokens"] = self.tokens(example, draw)
         if self.label_key is not None:
             out["labels"] = np.int32(example[self.label_key])
+        for array, feature in self.extra_labels:
+            out[array] = np.int32(example[feature])
         return out
 
 
@@ -606,6 +652,7 @@ class TfdsDataset:
     read_threads: int = 4
     prefetch_batches: int = 4
     vocabulary_file: str | None = None  # where the captions' vocabulary is cached
+    extra_label_classes: tuple[tuple[str, int], ...] = ()  # (array, classes) of label_features
 
     @property
     def has_labels(self) -> bool:
@@ -623,7 +670,7 @@ class TfdsDataset:
     @property
     def spec(self) -> dict[str, ArraySpec]:
         """``images`` uint8 [H, W, C], ``tokens`` int32 [text_length] when the data has
-        captions, and ``labels`` when it is labelled."""
+        captions, ``labels`` when it is labelled, and each array of ``label_features``."""
         spec = {"images": ArraySpec(tuple(self.image_shape), "uint8", "images")}
         if self.has_text:
             vocabulary = self.preprocess.vocabulary
@@ -636,6 +683,8 @@ class TfdsDataset:
             )
         if self.num_classes is not None:
             spec["labels"] = ArraySpec((), "int32", "label", num_values=self.num_classes)
+        for array, classes in self.extra_label_classes:
+            spec[array] = ArraySpec((), "int32", "label", num_values=classes)
         return spec
 
     @property
@@ -766,6 +815,9 @@ class TfdsDataset:
 
     def __repr__(self) -> str:
         labels = f"{self.num_classes} classes" if self.num_classes else "no labels"
+        labels += "".join(
+            f", {array}: {classes} classes" for array, classes in self.extra_label_classes
+        )
         text = ""
         if self.has_text:
             preprocess = self.preprocess
@@ -789,6 +841,7 @@ def load_tfds(
     prefetch_batches: int = 4,
     text_feature: str | None = None,
     text_length: int | None = None,
+    label_features=(),
 ) -> TfdsDataset:
     """Opens ``tfds:NAME[/CONFIG][:VERSION][:SPLIT]`` prepared as ArrayRecord under
     ``data_dir`` ($TFDS_DATA_DIR, ~/tensorflow_datasets by default). ``image_size`` resizes
@@ -798,6 +851,7 @@ def load_tfds(
     `CAPTION_FEATURES` present), ``text_length`` their length in ids (default 77; the text
     model's ``max_length``). 0 and "" mean the default too, as the config writes them. The
     reading options are the defaults of `TfdsDataset.local_train_batches`.
+    ``label_features`` reads more ClassLabel features as labels (see the module docstring).
 
     A training split whose labels are withheld (all -1, like STL-10's ``unlabelled``) is
     read as unlabelled. Captions need their vocabulary, built from the training split on the
@@ -811,6 +865,9 @@ def load_tfds(
     info = source.dataset_info
     features = info.features
     image_key, label_key = find_image_key(features), find_label_key(features)
+    extra_labels = parse_label_features(label_features, features, parsed.name)
+    if "labels" in extra_labels:
+        label_key = extra_labels.pop("labels")
     text = find_text_feature(features, text_feature, parsed.name)
     if len(source) == 0:
         raise UserError(f"{parsed.name!r} split {parsed.split!r} holds no examples.")
@@ -842,9 +899,13 @@ def load_tfds(
             text=text,
             vocabulary=vocabulary,
             text_length=text_length,
+            extra_labels=tuple(extra_labels.items()),
         ),
         worker_count=worker_count,
         read_threads=read_threads,
         prefetch_batches=prefetch_batches,
         vocabulary_file=vocabulary_file,
+        extra_label_classes=tuple(
+            (array, features[feature].num_classes) for array, feature in extra_labels.items()
+        ),
     )
