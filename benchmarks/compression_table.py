@@ -119,6 +119,10 @@ def variant_name(config) -> str:
     cfg = config.objective
     if cfg.name == "autoencoder" and cfg.get("sparsity", "none") != "none":
         return f"sparse autoencoder ({cfg.sparsity}, λ={cfg.sparsity_weight:g})"
+    if cfg.name == "autoencoder" and cfg.get("corruption", "none") != "none":
+        return f"denoising autoencoder ({cfg.corruption} {cfg.corruption_level:g})"
+    if cfg.name == "autoencoder" and cfg.get("contraction", "none") != "none":
+        return f"contractive autoencoder ({cfg.contraction}, λ={cfg.contraction_weight:g})"
     if "beta" in cfg:
         return f"{cfg.name} (β={cfg.beta})"
     return cfg.name

@@ -157,6 +157,10 @@ def test_image_grid_places_each_picture_in_its_cell():
         "linear_autoencoder_mnist_tfds",
         "autoencoder_mnist_tfds",
         "sparse_autoencoder_mnist_tfds",
+        "denoising_autoencoder_mnist",
+        "denoising_autoencoder_mnist_tfds",
+        "contractive_autoencoder_mnist",
+        "contractive_autoencoder_mnist_tfds",
     ],
 )
 def test_the_compression_configs_build_their_objective_on_mnist(name, mnist):
