@@ -19,7 +19,7 @@ from ssl_jax.corruption import (
     l1_sparsity,
     weighted_reconstruction_error,
 )
-from ssl_jax.data.spec import decoded_spec
+from ssl_jax.data.spec import ArraySpec, decoded_spec, sample_batch
 from ssl_jax.errors import UserError
 from ssl_jax.objectives import make_objective
 from ssl_jax.train import train
@@ -223,3 +223,40 @@ def test_contraction_refuses_an_encoder_with_batch_norm(denoising):
     images = jnp.zeros((2, 8, 8, 1))
     with pytest.raises(UserError, match="model.batch_norm=False"):
         jax.eval_shape(objective.init, KEY, {"images": images, "labels": jnp.zeros(2, int)})
+
+
+def test_the_convolutional_decoder_upsamples_a_code_to_the_image():
+    from ssl_jax.models.conv_decoder import CodeConvDecoder
+
+    for shape, convs in (((28, 28, 1), 5), ((8, 8, 1), 3), ((32, 32, 3), 5)):
+        decoder = CodeConvDecoder(shape, width=16)
+        codes = jnp.ones((2, 12))
+        params = decoder.init(KEY, codes, train=False)["params"]
+        assert decoder.apply({"params": params}, codes, train=False).shape == (2, *shape)
+        # Dense to 4×4×16, a 3×3 conv, one per ×2 upsampling, the conv to the channels.
+        assert params["Dense_0"]["kernel"].shape == (12, 4 * 4 * 16)
+        assert len(params["ConvDecoder_0"]) == convs
+    spec = {"images": ArraySpec((28, 28, 1), "float32", "images")}
+    config = learning_config("autoencoder", num_steps=1, decoder="conv", decoder_width=16)
+    objective = make_objective(config, spec)
+    params = jax.eval_shape(objective.init, KEY, sample_batch(spec))[0]
+    assert "ConvDecoder_0" in params["decoder"]
+    config.objective.decoder = "deconv"
+    with pytest.raises(UserError, match="objective.decoder must be one of"):
+        make_objective(config, spec)
+
+
+# Measured at seeds 0 and 1 (150 steps, code 32, decoder width 16): kNN 0.927 / 0.910 vs
+# 0.853 / 0.907 at random init, linear 0.927 / 0.950 vs 0.853 / 0.900 (gaps ≥ 0.003 kNN,
+# ≥ 0.05 linear).
+def test_the_autoencoder_with_a_convolutional_decoder_learns_on_digits(tmp_path):
+    config = learning_config(
+        "autoencoder",
+        num_steps=150,
+        decoder="conv",
+        decoder_width=16,
+        code_dim=32,
+        reconstruction="bernoulli",
+    )
+    (knn, knn_random), (linear, linear_random) = pretrain(config, tmp_path).values()
+    assert knn > knn_random and linear > linear_random + 0.03

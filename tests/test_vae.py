@@ -161,6 +161,8 @@ def test_image_grid_places_each_picture_in_its_cell():
         "denoising_autoencoder_mnist_tfds",
         "contractive_autoencoder_mnist",
         "contractive_autoencoder_mnist_tfds",
+        "conv_autoencoder_mnist",
+        "conv_autoencoder_mnist_tfds",
     ],
 )
 def test_the_compression_configs_build_their_objective_on_mnist(name, mnist):

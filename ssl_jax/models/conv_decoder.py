@@ -49,3 +49,25 @@ class ConvDecoder(nn.Module):
             h = nn.relu(h)
         logits = nn.Conv(channels, (3, 3), dtype=self.dtype)(h)
         return logits[:, :height, :width, :]
+
+
+class CodeConvDecoder(nn.Module):
+    """A code vector [B, D] → image logits [B, H, W, C]: Dense → ReLU to a ``grid_size`` ×
+    ``grid_size`` × ``width`` map, then `ConvDecoder` (28×28 from a 4×4 map: 4 → 8 → 16 → 32,
+    cropped). The convolutional decoder of a deep autoencoder whose code is one vector."""
+
+    image_shape: tuple[int, int, int]
+    width: int = 64
+    grid_size: int = 4
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, code, *, train: bool):
+        if code.ndim != 2:
+            raise UserError(f"CodeConvDecoder expects codes [B, D], got shape {code.shape}.")
+        side = self.grid_size
+        h = nn.Dense(side * side * self.width, dtype=self.dtype)(code.astype(self.dtype))
+        h = nn.relu(h).reshape(code.shape[0], side, side, self.width)
+        return ConvDecoder(tuple(self.image_shape), width=self.width, dtype=self.dtype)(
+            h, train=train
+        )

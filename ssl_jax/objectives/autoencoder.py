@@ -5,7 +5,10 @@ Notes 001 §3.2.3 (eq. 13), 004 (deep autoencoders, Hinton & Salakhutdinov 2006)
 
 Modules: ``encoder`` (the evaluated representation h = f(x)), ``bottleneck`` (a linear map to
 the code c = W h + b of ``code_dim`` dimensions, the compression that rules out the identity
-solution) and ``decoder`` (x̂ = g(c), an MLP producing pixel logits).
+solution) and ``decoder`` (x̂ = g(c), pixel logits): an MLP (``decoder="mlp"``, hidden
+widths ``decoder_hidden_dims``), or convolutional (``decoder="conv"``: a Dense layer to a 4×4
+map of ``decoder_width`` channels, then ×2 upsamplings with 3×3 convolutions up to the image,
+`ssl_jax.models.conv_decoder.CodeConvDecoder`).
 
 Variants, by config (`ssl_jax.corruption`):
 - **denoising** (notes 002): ``corruption`` ``"gaussian"`` (σ = ``corruption_level``),
@@ -44,16 +47,20 @@ from ssl_jax.corruption import (
 from ssl_jax.data.spec import require
 from ssl_jax.errors import UserError
 from ssl_jax.models import MLPDecoder, build_encoder
+from ssl_jax.models.conv_decoder import CodeConvDecoder
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, apply_module, init_module
 from ssl_jax.precision import at_least_float32
 
 RECONSTRUCTION_LOSSES = ("mse", "bernoulli")
+DECODERS = ("mlp", "conv")
 
 # The config block ``objective.name=autoencoder`` switches to (ssl_jax.config.switch_block).
 DEFAULTS = dict(
     code_dim=64,
-    decoder_hidden_dims=(512,),
+    decoder="mlp",
+    decoder_hidden_dims=(512,),  # decoder="mlp"
+    decoder_width=64,  # decoder="conv": channels of its first map, halved at each upsampling
     reconstruction="bernoulli",
     corruption="none",
     corruption_level=0.0,
@@ -94,6 +101,7 @@ def check_variant(cfg) -> None:
     """One-line errors for settings outside the variants this objective implements."""
     choices = {
         "reconstruction": RECONSTRUCTION_LOSSES,
+        "decoder": DECODERS,
         "corruption": CORRUPTIONS,
         "sparsity": SPARSITY_PENALTIES,
         "contraction": CONTRACTIONS,
@@ -131,9 +139,12 @@ def make(config, input_spec) -> Objective:
     check_variant(cfg)
     dtype = jnp.dtype(config.compute_dtype)
     encoder = build_encoder(config.model, image_spec, dtype=dtype)
-    decoder = MLPDecoder(
-        image_spec.shape, hidden_dims=tuple(cfg["decoder_hidden_dims"]), dtype=dtype
-    )
+    if cfg["decoder"] == "conv":
+        decoder = CodeConvDecoder(tuple(image_spec.shape), width=cfg["decoder_width"], dtype=dtype)
+    else:
+        decoder = MLPDecoder(
+            image_spec.shape, hidden_dims=tuple(cfg["decoder_hidden_dims"]), dtype=dtype
+        )
     bottleneck = nn.Dense(cfg["code_dim"], dtype=dtype)
 
     def code_of(params, h):

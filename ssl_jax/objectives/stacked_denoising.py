@@ -82,7 +82,7 @@ def check_stages(cfg, init_from) -> None:
 def make(config, input_spec) -> Objective:
     image_spec = require(input_spec, "images", "stacked_denoising", kind="images")
     cfg = {**DEFAULTS, **dict(config.objective)}
-    check_variant({**cfg, "sparsity": "none", "contraction": "none"})
+    check_variant({**cfg, "sparsity": "none", "contraction": "none", "decoder": "mlp"})
     check_stages(cfg, config.get("init_from") or {})
     stage, dims = cfg["stage"], tuple(cfg["layer_dims"])
     num_pixels = math.prod(image_spec.shape)
