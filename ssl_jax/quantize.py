@@ -108,12 +108,17 @@ def codebook_usage(counts):
     return jnp.mean(counts > 0)
 
 
+def usage_entropy(counts):
+    """H(p) in nats, p_k = n_k / Σ n, of [K] counts (or probabilities summed or averaged over a
+    batch); 0 log 0 = 0. log K when the K codes are used equally, 0 when one takes everything."""
+    p = counts / jnp.maximum(counts.sum(), 1.0)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
+
+
 def codebook_perplexity(counts):
     """exp(H(p)), p_k = n_k / Σ n: the effective number of codes in use (K when all are used
     equally, 1 when one code takes everything); 0 log 0 = 0."""
-    p = counts / jnp.maximum(counts.sum(), 1.0)
-    entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0))
-    return jnp.exp(entropy)
+    return jnp.exp(usage_entropy(counts))
 
 
 class EMACodebook(NamedTuple):

@@ -56,7 +56,7 @@ from ssl_jax.errors import UserError
 from ssl_jax.objectives import register_objective
 from ssl_jax.objectives.base import LossOutput, NoState, Objective, Representation
 from ssl_jax.precision import at_least_float32
-from ssl_jax.quantize import gumbel_softmax_sample
+from ssl_jax.quantize import gumbel_softmax_sample, usage_entropy
 
 DEFAULTS = dict(
     style_label="font",
@@ -240,7 +240,7 @@ def make(config, input_spec) -> Objective:
         metrics = {}
         if categories:  # a hard sample of the category, and the batch's spread over them
             probabilities = jax.nn.softmax(at_least_float32(style), axis=-1).mean(axis=0)
-            entropy = -jnp.sum(probabilities * jnp.log(probabilities + 1e-12))
+            entropy = usage_entropy(probabilities)
             metrics["category_perplexity"] = jnp.exp(entropy)
             diversity = jnp.log(categories) - entropy
             noise_key = jax.random.fold_in(key, 1)
